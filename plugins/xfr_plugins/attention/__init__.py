@@ -1,0 +1,1 @@
+"""Built-in attention (registered through the xfr entry point 'attention')."""

@@ -1,0 +1,1 @@
+"""Built-in explainers (registered through the xfr entry point 'explainers')."""

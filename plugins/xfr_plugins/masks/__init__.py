@@ -1,0 +1,1 @@
+"""Built-in masks (registered through the xfr entry point 'masks')."""

@@ -1,0 +1,1 @@
+"""Built-in selectors (registered through the xfr entry point 'selectors')."""

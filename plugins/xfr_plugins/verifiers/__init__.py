@@ -1,0 +1,1 @@
+"""Built-in verifiers (registered through the xfr entry point 'verifiers')."""

@@ -1,0 +1,31 @@
+"""The mask-strategy contract (paper Sec. 3.2-3.3: OIM, UM, N-IUM)."""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+Decision = Literal["positive", "negative"]
+
+
+@runtime_checkable
+class MaskStrategy(Protocol):
+    """Combines the probe's and the gallery's Otsu masks into one mask for both images.
+
+    Arrays are batched: masks ``(N, H, W)`` bool, maps ``(N, H, W)`` float32 in [0, 1].
+    """
+
+    name: str
+    #: The decisions this strategy may explain (N-IUM: negative only).
+    decisions: frozenset[str]
+
+    def combine(self, mask_p: np.ndarray, mask_g: np.ndarray) -> np.ndarray:
+        """The mask (``True`` = removed) applied to probe and gallery alike."""
+        ...
+
+    def heatmap(
+        self, map_p: np.ndarray, map_g: np.ndarray, mask_p: np.ndarray, mask_g: np.ndarray
+    ) -> np.ndarray:
+        """Heatmap values inside the mask (REFERENCE.md, "Mask combination"), zero outside."""
+        ...
