@@ -1,0 +1,1 @@
+"""Datasets and pair lists: LFW and LFW-style folders, pair-list readers."""

@@ -1,0 +1,1 @@
+"""Training a face ViT by distillation from a teacher verifier (``xfr train``)."""

@@ -1,0 +1,208 @@
+"""Distillation training of a face verifier (issue "Train and ship the default face ViT").
+
+Losses on each batch, with s the student's embedding and t the teacher's embedding of the same
+view (the mirror image's own teacher embedding when the view is flipped), t centred on the
+teacher's mean embedding and renormalised (learning the raw direction lets the student settle
+on the mean face, REFERENCE.md "Training a small face ViT here"):
+
+- cosine: ``1 - cos(s, t)``;
+- relational: mean squared difference of the batch cosine-similarity matrices of s and t
+  (what verification uses is exactly those similarities);
+- CosFace (Wang et al. 2018) on identity labels, where the student has a head and labels exist.
+
+Resumable: the checkpoint holds model, optimiser, schedule, step, data order and RNG state, so
+a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class TrainConfig:
+    out: str
+    epochs: float = 10.0
+    batch_size: int = 128
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    warmup_steps: int = 300
+    relational_weight: float = 1.0
+    cosface_weight: float = 0.2
+    seed: int = 0
+    threads: int = 2
+    checkpoint_every_s: float = 300.0
+    eval_every_steps: int = 500
+    shift: int = 4  # random translation in pixels
+    jitter: float = 0.2  # brightness/contrast jitter amplitude
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainData:
+    """Crops ``(N, 112, 112, 3)`` uint8, labels ``(N,)`` (-1 unknown), teacher ``(N, 2, D)``."""
+
+    crops: np.ndarray
+    labels: np.ndarray
+    teacher: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.crops)
+        if len(self.labels) != n or len(self.teacher) != n:
+            raise ValueError("crops, labels and teacher embeddings differ in length")
+        if self.teacher.ndim != 3 or self.teacher.shape[1] != 2:
+            raise ValueError("teacher embeddings must have shape (N, 2, D)")
+
+
+def centred_teacher(teacher: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher embeddings minus their mean, renormalised; also returns the mean."""
+    mean = teacher.reshape(-1, teacher.shape[-1]).mean(0)
+    t = teacher - mean
+    return t / np.maximum(np.linalg.norm(t, axis=-1, keepdims=True), 1e-9), mean
+
+
+def augment(x: torch.Tensor, flip: torch.Tensor, shift: int, jitter: float,
+            gen: torch.Generator) -> torch.Tensor:
+    """Flip where ``flip``, random translation up to ``shift`` px, brightness/contrast jitter."""
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    n = x.shape[0]
+    if shift:
+        pad = F.pad(x, (shift,) * 4)
+        dx = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
+        dy = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
+        rows = (dy[:, None] + torch.arange(x.shape[2])[None]).clamp_max(pad.shape[2] - 1)
+        cols = (dx[:, None] + torch.arange(x.shape[3])[None]).clamp_max(pad.shape[3] - 1)
+        x = pad[torch.arange(n)[:, None, None, None], torch.arange(3)[None, :, None, None],
+                rows[:, None, :, None], cols[:, None, None, :]]
+    if jitter:
+        b = 1 + jitter * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
+        c = 1 + jitter * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = ((x - mean) * c + mean * b).clamp(0, 255)
+    return x
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    p = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+
+
+def train(model: torch.nn.Module, data: TrainData, cfg: TrainConfig,
+          evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+          progress: bool = True, max_seconds: float | None = None) -> dict[str, Any]:
+    """Train ``model`` (``forward(images 0..255) -> embeddings``, optional ``head``) in place.
+
+    Returns the training log. Stops after ``cfg.epochs`` epochs, or earlier after
+    ``max_seconds`` (then resumable from the checkpoint in ``cfg.out``).
+    """
+    from tqdm import tqdm
+
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_file = out / "checkpoint.pt"
+    log_file = out / "log.jsonl"
+    n = len(data.crops)
+    steps_per_epoch = max(1, n // cfg.batch_size)
+    total = int(math.ceil(cfg.epochs * steps_per_epoch))
+    teacher, _ = centred_teacher(np.asarray(data.teacher, dtype=np.float32))
+    teacher_t = torch.from_numpy(teacher)
+    labels_t = torch.from_numpy(np.asarray(data.labels, dtype=np.int64))
+    head = getattr(model, "head", None)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    step, order = 0, rng.permutation(n)
+    history: list[dict[str, Any]] = []
+    if ckpt_file.exists():
+        ck = torch.load(ckpt_file, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        step, order = ck["step"], ck["order"]
+        gen.set_state(ck["torch_rng"])
+        rng.bit_generator.state = ck["numpy_rng"]
+        history = ck.get("history", [])
+
+    def save() -> None:
+        tmp = ckpt_file.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                    "order": order, "torch_rng": gen.get_state(),
+                    "numpy_rng": rng.bit_generator.state, "history": history,
+                    "config": asdict(cfg)}, tmp)
+        tmp.replace(ckpt_file)
+
+    start, last_save = time.time(), time.time()
+    bar = tqdm(total=total, initial=step, disable=not progress, desc="train", smoothing=0.05)
+    model.train()
+    ema: dict[str, float] = {}
+    while step < total:
+        if max_seconds is not None and time.time() - start > max_seconds:
+            break
+        pos = (step % steps_per_epoch) * cfg.batch_size
+        if step and step % steps_per_epoch == 0:
+            order = rng.permutation(n)
+        idx = np.sort(order[pos : pos + cfg.batch_size])
+        x = torch.from_numpy(np.ascontiguousarray(data.crops[idx])).permute(0, 3, 1, 2).float()
+        flip = torch.rand(len(idx), generator=gen) < 0.5
+        x = augment(x, flip, cfg.shift, cfg.jitter, gen)
+        t = teacher_t[torch.from_numpy(idx), flip.long()]
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, total, cfg)
+        s = model(x)
+        sn = F.normalize(s, dim=-1)
+        loss_cos = (1 - (sn * t).sum(-1)).mean()
+        loss_rel = (sn @ sn.T - t @ t.T).pow(2).mean()
+        loss = loss_cos + cfg.relational_weight * loss_rel
+        loss_face = torch.zeros(())
+        y = labels_t[torch.from_numpy(idx)]
+        if head is not None and cfg.cosface_weight and (y >= 0).any():
+            keep = y >= 0
+            loss_face = F.cross_entropy(head(s[keep], y[keep]), y[keep])
+            loss = loss + cfg.cosface_weight * loss_face
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        step += 1
+        for k, v in (("loss", loss.item()), ("cos", loss_cos.item()), ("rel", loss_rel.item()),
+                     ("cosface", loss_face.item())):
+            ema[k] = v if k not in ema else 0.98 * ema[k] + 0.02 * v
+        bar.update(1)
+        bar.set_postfix(loss=f"{ema['loss']:.4f}", lr=f"{lr_at(step, total, cfg):.2e}")
+        record: dict[str, Any] | None = None
+        if step % 50 == 0:
+            record = {"step": step, "epoch": step / steps_per_epoch, "time": time.time(),
+                      **{k: round(v, 5) for k, v in ema.items()},
+                      "images_per_s": bar.format_dict.get("rate", 0) * cfg.batch_size
+                      if bar.format_dict.get("rate") else None}
+        if evaluate is not None and (step % cfg.eval_every_steps == 0 or step == total):
+            model.eval()
+            metrics = evaluate(model)
+            model.train()
+            record = {**(record or {"step": step, "epoch": step / steps_per_epoch}), **metrics}
+            bar.write(f"step {step} ({step / steps_per_epoch:.2f} epochs): {metrics}")
+        if record is not None:
+            history.append(record)
+            with open(log_file, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if time.time() - last_save > cfg.checkpoint_every_s:
+            save()
+            last_save = time.time()
+    bar.close()
+    save()
+    model.eval()
+    return {"step": step, "total": total, "history": history, "done": step >= total}
