@@ -1,0 +1,20 @@
+"""Non-Intersecting Unified Masking, N-IUM (paper Sec. 3.3): negative decisions only.
+
+Mask = B1 XOR B2 (union minus intersection): the regions salient in only one of the two
+attention maps, i.e. what tells the two faces apart. Heatmap = B1 A1 + B2 A2 inside the mask
+(only one term is non-zero there), zero outside.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from xfr_plugins.masks._base import KernelMaskStrategy
+
+
+class NonIntersectingUnifiedMask(KernelMaskStrategy):
+    """N-IUM: symmetric difference of the two Otsu masks; explains negative decisions only."""
+
+    name: ClassVar[str] = "nium"
+    decisions: ClassVar[frozenset[str]] = frozenset({"negative"})
+    operation: ClassVar[str] = "xor"
