@@ -145,9 +145,7 @@ def _env_disabled() -> set[str]:
 
 def _check_kind(kind: str) -> str:
     if kind not in HOOKS:
-        raise UnknownKindError(
-            f"unknown plugin kind {kind!r}; kinds: {', '.join(KINDS)}"
-        )
+        raise UnknownKindError(f"unknown plugin kind {kind!r}; kinds: {', '.join(KINDS)}")
     return kind
 
 

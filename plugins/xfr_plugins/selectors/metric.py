@@ -140,9 +140,8 @@ def _ineligibility(
         return f"{c.name} does not apply to {decision} decisions (only {only})"
     missing = [k for k in _NEEDED[decision] if k not in c.distances]
     if missing:
-        return (
-            f"not applicable to a {decision} decision: no distance "
-            + ", ".join(f"d_{k.upper()}" for k in missing)
+        return f"not applicable to a {decision} decision: no distance " + ", ".join(
+            f"d_{k.upper()}" for k in missing
         )
     if float(c.removed_area) == 0.0:
         return "empty mask (RA = 0)"

@@ -1,0 +1,123 @@
+"""The ``xfr`` command line: ``xfr [--debug] COMMAND ...``.
+
+Each subcommand is a module listed in :data:`COMMANDS` with two functions,
+``add_parser(subparsers)`` (adds its ``argparse`` sub-parser) and ``run(args) -> int``. A listed
+module that does not exist (yet) is left out silently; one that exists but fails to import is
+left out with a warning on stderr, so the other commands keep working.
+
+User errors (``ValueError``, ``LookupError``, missing files, :class:`xfr.errors.UserError`) are
+printed as one line ``xfr: error: ...`` on stderr with exit status 2; ``--debug`` shows the
+traceback instead. Other exceptions are bugs and keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import importlib.util
+import sys
+import traceback
+from collections.abc import Sequence
+from types import ModuleType
+
+from xfr import __version__
+from xfr.errors import UserError
+
+#: Subcommand -> module implementing it.
+COMMANDS: dict[str, str] = {
+    "plugins": "xfr.commands.plugins",
+    "explain": "xfr.commands.explain",
+    "train": "xfr.commands.train",
+    "evaluate": "xfr.commands.evaluate",
+}
+
+#: Exceptions reported as one clean line (exit status 2) instead of a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    UserError,
+    ValueError,
+    LookupError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+EXIT_USAGE = 2
+SUPPRESS_HELP = argparse.SUPPRESS
+
+
+def _load_commands() -> dict[str, ModuleType]:
+    modules: dict[str, ModuleType] = {}
+    for name, module_name in COMMANDS.items():
+        try:
+            if importlib.util.find_spec(module_name) is None:
+                continue
+        except ModuleNotFoundError:
+            continue
+        try:
+            modules[name] = importlib.import_module(module_name)
+        except Exception as exc:
+            print(
+                f"xfr: warning: command {name!r} is unavailable: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
+    return modules
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="xfr",
+        description="Explainable face verification for Vision Transformers.",
+    )
+    parser.add_argument("--version", action="version", version=f"xfr {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show full tracebacks instead of one-line errors"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in _load_commands().items():
+        before = set(subparsers.choices)
+        module.add_parser(subparsers)
+        for added in set(subparsers.choices) - before:
+            sub = subparsers.choices[added]
+            sub.set_defaults(_run=module.run)
+            # ``xfr COMMAND --debug`` works as well as ``xfr --debug COMMAND``.
+            with contextlib.suppress(argparse.ArgumentError):
+                sub.add_argument(
+                    "--debug", action="store_true", default=argparse.SUPPRESS, help=SUPPRESS_HELP
+                )
+        if name not in subparsers.choices:
+            raise RuntimeError(f"{COMMANDS[name]}.add_parser did not add a {name!r} sub-parser")
+    return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return " ".join(lines) or type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    run = getattr(args, "_run", None)
+    if run is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(run(args) or 0)
+    except KeyboardInterrupt:
+        print("xfr: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as exc:
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(f"xfr: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
