@@ -1,0 +1,64 @@
+"""Two plugins providing the same name: listed, but using that name fails naming both packages
+(the other names stay usable). Real distributions, real entry points."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from plugin_dists import UNRELATED_BUILTINS, DistFactory, dist_factory, mask_plugin_source
+
+from xfr.errors import DuplicateNameError
+from xfr.registry import Registry
+
+
+@pytest.fixture
+def dists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DistFactory]:
+    yield from dist_factory(tmp_path, monkeypatch)
+
+
+def test_a_name_with_two_providers_fails_on_use_naming_both_packages(dists: DistFactory) -> None:
+    dists.make_dist("xfr-twin-a", {"twin_a": "a"}, {"a": mask_plugin_source("twin")}, "1.0")
+    dists.make_dist("xfr-twin-b", {"twin_b": "b"}, {"b": mask_plugin_source("twin")}, "2.0")
+    reg = Registry(disabled=UNRELATED_BUILTINS)
+    assert "twin" in reg.names("mask")
+    assert sorted(p.package for p in reg.providers("mask") if p.name == "twin") == [
+        "xfr-twin-a",
+        "xfr-twin-b",
+    ]
+    with pytest.raises(DuplicateNameError) as info:
+        reg.get("mask", "twin")
+    message = str(info.value)
+    assert isinstance(info.value, LookupError)
+    assert "'xfr-twin-a' 1.0" in message and "'xfr-twin-b' 2.0" in message
+    assert "XFR_DISABLE_PLUGINS=" in message
+    with pytest.raises(DuplicateNameError):
+        reg.create("mask", "twin")
+    # Only that name is affected.
+    assert reg.create("mask", "oim").name == "oim"
+    [(kind, name, providers)] = reg.conflicts()
+    assert (kind, name, len(providers)) == ("mask", "twin", 2)
+    assert reg.broken() == []
+
+
+def test_disabling_one_provider_resolves_the_conflict(dists: DistFactory) -> None:
+    dists.make_dist("xfr-twin-a", {"twin_a": "a"}, {"a": mask_plugin_source("twin")})
+    dists.make_dist("xfr-twin-b", {"twin_b": "b"}, {"b": mask_plugin_source("twin")})
+    reg = Registry(disabled=[*UNRELATED_BUILTINS, "twin_b"])
+    assert reg.get("mask", "twin").__module__ == dists.module("a")
+    assert reg.conflicts() == []
+
+
+def test_a_third_party_name_clashing_with_a_builtin_names_xfr_and_the_other_package(
+    dists: DistFactory,
+) -> None:
+    dists.make_dist("xfr-my-oim", {"my_oim": "mine"}, {"mine": mask_plugin_source("oim")})
+    reg = Registry(disabled=UNRELATED_BUILTINS)
+    with pytest.raises(
+        DuplicateNameError,
+        match=r"package 'xfr'.*package 'xfr-my-oim'|"
+        r"package 'xfr-my-oim'.*package 'xfr'",
+    ):
+        reg.get("mask", "oim")
+    assert reg.get("mask", "um").__name__ == "UnifiedMask"
