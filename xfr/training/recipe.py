@@ -112,3 +112,93 @@ __all__ = [
     "HonestSplit", "check_disjoint", "cosface_labels", "embed_crops", "eval_crops",
     "lfw_split", "pair_accuracy", "teacher_embeddings", "training_data",
 ]
+
+
+#: The shipped default model's architecture (see the model card).
+DEFAULT_ARCHITECTURE: dict[str, object] = {
+    "patch": "conv", "dim": 128, "depth": 6, "heads": 4, "mlp_dim": 512, "dropout": 0.05,
+    "attention_scale": "head_dim", "input_norm": "centered", "cosface_s": 32.0,
+    "cosface_m": 0.25,
+}
+
+
+def run_default_recipe(*, student_factory: Callable[..., object],
+                       teacher_embed: Callable[[np.ndarray], np.ndarray], teacher_name: str,
+                       lfw_root: str | Path, extra_folders: Sequence[str | Path], out: str | Path,
+                       cache: str | Path, eval_folds: Sequence[int] = (9, 10),
+                       architecture: dict[str, object] | None = None,
+                       train_config: dict[str, object] | None = None,
+                       max_seconds: float | None = None, progress: bool = True,
+                       workers: int = 2) -> dict[str, object]:
+    """Align, embed with the teacher, distil, evaluate on held-out LFW folds, save.
+
+    ``student_factory(**architecture)`` must return a verifier with a ``model`` (nn.Module
+    whose ``forward`` maps 0..255 images to embeddings, optional CosFace ``head``), a
+    ``threshold`` attribute, ``config`` (with ``provenance``) and ``save(folder)``.
+    """
+    import time
+
+    from xfr.training.trainer import TrainConfig, train
+
+    out = Path(out)
+    split = lfw_split(lfw_root, cache, eval_folds, workers=workers)
+    sets = [split.train]
+    for folder in extra_folders:
+        sets.append(build_face_set(list_face_files(folder), cache, workers=workers))
+    teachers = [teacher_embeddings(split.train, cache, teacher_name, teacher_embed,
+                                   progress=progress)]
+    teachers += [teacher_embeddings(fs, cache, teacher_name, teacher_embed, mirror=False,
+                                    progress=progress) for fs in sets[1:]]
+    data = training_data(sets, teachers)
+    labels, n_classes = cosface_labels(data.labels)
+    data = TrainData(data.crops, labels, data.teacher)
+    arch = dict(DEFAULT_ARCHITECTURE if architecture is None else architecture)
+    arch["num_classes"] = n_classes
+    student = student_factory(**arch)
+    crops, a, b, same = eval_crops(split.eval_pairs, cache, workers=workers)
+    model = student.model  # type: ignore[attr-defined]
+
+    def evaluate(m: torch.nn.Module) -> dict[str, float]:
+        r = pair_accuracy(embed_crops(m, crops), a, b, same)
+        rf = pair_accuracy(embed_crops(m, crops, flip=True), a, b, same)
+        return {"heldout_accuracy": r["accuracy"], "heldout_accuracy_flip": rf["accuracy"],
+                "heldout_threshold": r["threshold"]}
+
+    cfg = TrainConfig(out=str(out / "run"), **(train_config or {}))  # type: ignore[arg-type]
+    t0 = time.time()
+    log = train(model, data, cfg, evaluate=evaluate, progress=progress, max_seconds=max_seconds)
+    seconds = time.time() - t0
+    final = evaluate(model)
+    teacher_acc = pair_accuracy(_teacher_eval(teacher_embed, crops), a, b, same)
+    student.threshold = final["heldout_threshold"]  # type: ignore[attr-defined]
+    provenance = {
+        "trained_by": "xfr train (distillation)", "teacher": teacher_name,
+        "teacher_heldout_accuracy": teacher_acc["accuracy"],
+        "training_data": {
+            "lfw_images": len(split.train), "lfw_identities": len(split.train.names),
+            "lfw_excluded_folds": list(split.eval_folds),
+            "extra_folders": [str(f) for f in extra_folders],
+            "extra_images": int(sum(len(s) for s in sets[1:])),
+            "skipped_files": int(sum(len(s.skipped) for s in sets)),
+        },
+        "evaluation": {"dataset": "LFW View 2", "folds": list(split.eval_folds),
+                       "pairs": len(split.eval_pairs), "protocol": "10-fold threshold",
+                       **final},
+        "steps": log["step"], "completed": log["done"], "training_seconds": seconds,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    student.config.provenance.update(provenance)  # type: ignore[attr-defined]
+    student.config.threshold = student.threshold  # type: ignore[attr-defined]
+    student.save(out / "model")  # type: ignore[attr-defined]
+    return provenance
+
+
+def _teacher_eval(teacher_embed: Callable[[np.ndarray], np.ndarray],
+                  crops: np.ndarray) -> torch.Tensor:
+    """Teacher embeddings (image + mirror) of the evaluation crops."""
+    out = []
+    for s in range(0, len(crops), 64):
+        x = np.ascontiguousarray(crops[s : s + 64].transpose(0, 3, 1, 2), dtype=np.float32)
+        e = teacher_embed(x) + teacher_embed(np.ascontiguousarray(x[..., ::-1]))
+        out.append(torch.from_numpy(e))
+    return F.normalize(torch.cat(out), dim=-1)

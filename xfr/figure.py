@@ -1,0 +1,101 @@
+"""The PNG figure of an :class:`~xfr.explanation.Explanation` (``Explanation.save``).
+
+Rows: probe, gallery. Columns: the aligned face, its attention map, its Otsu mask with the
+chosen strategy's mask outlined, and the final heatmap overlaid on the face's luminance. A
+caption gives the decision, distance, threshold, the chosen strategy and every candidate's
+score (or why it was not eligible).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from xfr.overlay import overlay
+
+if TYPE_CHECKING:
+    from xfr.explanation import Explanation
+
+
+def caption(e: Explanation) -> str:
+    rel = "<" if e.distance < e.threshold else ">="
+    head = (f"{e.method}: {e.decision.upper()} decision  "
+            f"(distance {e.distance:.4f} {rel} threshold {e.threshold:.4f})")
+    lines = [head]
+    if e.candidates:
+        parts = []
+        for c in e.candidates:
+            mark = "*" if c.name == e.strategy else ""
+            if c.score is not None:
+                parts.append(f"{c.name}{mark}: score {c.score:.3f}, RA {c.removed_area:.3f}")
+            else:
+                parts.append(f"{c.name}: not eligible ({c.reason})")
+        lines.append("; ".join(parts))
+    if e.strategy is None and e.selection_reason:
+        lines.append(e.selection_reason)
+    if e.heatmaps is None and "unsupported" in e.notes:
+        lines.append(str(e.notes["unsupported"]))
+    return "\n".join(lines)
+
+
+def render_figure(e: Explanation, path: str | Path, dpi: int = 110) -> Path:
+    """Write the figure as PNG to ``path`` (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    if e.faces is None:
+        raise ValueError("the explanation has no faces to draw (Explanation.faces is None)")
+    cols = ["face"]
+    if e.attention_maps is not None:
+        cols.append("attention map")
+    if e.masks is not None:
+        cols.append("Otsu mask / chosen mask")
+    cols.append("heatmap")
+    fig = Figure(figsize=(2.2 * len(cols), 5.4), dpi=dpi)
+    axes = fig.subplots(2, len(cols), squeeze=False)
+    chosen = None
+    if e.strategy is not None:
+        try:
+            chosen = e.candidate(e.strategy).mask
+        except KeyError:
+            chosen = None
+    for row, label in enumerate(("probe", "gallery")):
+        face = e.faces[row]
+        for col, what in enumerate(cols):
+            ax = axes[row][col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if what == "face":
+                ax.imshow(face)
+                ax.set_ylabel(label)
+            elif what == "attention map":
+                ax.imshow(e.attention_maps[row], cmap="jet", vmin=0, vmax=1)  # type: ignore[index]
+            elif what.startswith("Otsu"):
+                ax.imshow(e.masks[row], cmap="gray", vmin=0, vmax=1)  # type: ignore[index]
+                if chosen is not None and chosen.any():
+                    ax.contour(chosen.astype(float), levels=[0.5], colors="red", linewidths=1)
+            else:
+                if e.heatmaps is not None:
+                    ax.imshow(overlay(face, e.heatmaps[row]))
+                else:
+                    ax.imshow(face, alpha=0.4)
+                    ax.text(0.5, 0.5, "no heatmap", ha="center", va="center",
+                            transform=ax.transAxes)
+            if row == 0:
+                ax.set_title(what, fontsize=8)
+    fig.suptitle(caption(e), fontsize=7)
+    fig.tight_layout(rect=(0, 0, 1, 0.86))
+    out = Path(path)
+    fig.savefig(out, format="png")
+    return out
+
+
+def heatmap_png(e: Explanation) -> list[np.ndarray]:
+    """The two overlays as uint8 arrays (for apps that draw their own figure)."""
+    if e.heatmaps is None or e.faces is None:
+        return []
+    return [overlay(e.faces[i], e.heatmaps[i]) for i in range(2)]
