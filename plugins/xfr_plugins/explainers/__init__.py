@@ -1,16 +1,18 @@
 """Built-in explainers (registered through the xfr entry point 'explainers')."""
 
-from __future__ import annotations
-
-from collections.abc import Mapping
-from typing import Any
-
 from xfr.hookspecs import hookimpl
 
 
 @hookimpl
-def xfr_explainers() -> Mapping[str, Any]:
-    from xfr_plugins.explainers.paper import PaperExplainer
+def xfr_explainers():
+    from xfr_plugins.explainers.avg import AVGExplainer
+    from xfr_plugins.explainers.lime import LIMEExplainer
+    from xfr_plugins.explainers.minplus import MinPlusExplainer
+    from xfr_plugins.explainers.rise import RISEExplainer
 
-    found: dict[str, Any] = {"paper": PaperExplainer}
-    return found
+    return {
+        "minplus": MinPlusExplainer,
+        "avg": AVGExplainer,
+        "rise": RISEExplainer,
+        "lime": LIMEExplainer,
+    }

@@ -1,0 +1,463 @@
+"""Shared machinery of the perturbation baselines MinPlus, AVG, RISE and LIME.
+
+The paper (Sec. 2 and Sec. 4, Fig. 2) compares its propagation-based explainer with the
+perturbation-based tools of the field: LIME [RSG16], RISE [PDS18], AVG [MM22] and MinPlus [Me22].
+They need nothing but the verifier's embeddings (``Verifier.embed``), so they explain any
+verifier, a ViT or a black box. This module holds what the four have in common:
+
+- option handling: every parameter is a constructor keyword and can be overridden per call
+  (``explain_pairs(..., **options)``); an unknown name is a ``TypeError``, a bad value a
+  ``ValueError``;
+- input validation (``(N, 3, S, S)`` float tensors in 0..255, finite, ``S`` equal to the
+  verifier's ``input_size``);
+- a counting, batching embedder: perturbed images are built lazily from *sources* and go through
+  the verifier in batches of at most ``batch_size`` images (one ``embed`` call per batch,
+  batches cross source boundaries), so memory stays bounded whatever the number of
+  perturbations;
+- the Gaussian kernel and the smoothing/normalisation used by MinPlus/AVG (Mery's code:
+  ``gaussian_kernel(nh, nh / 8.5)`` peak-normalised, ``cv2.filter2D`` with reflect-101 borders,
+  then min-max);
+- building the :class:`~xfr.explanation.Explanation` (decision ``distance < threshold`` as in the
+  paper's Sec. 3.1).
+
+The *score* of the baselines is the dot product of the two embeddings, as the authors ran them
+(REFERENCE.md, "Perturbation baselines"). xfr's verifiers return L2-normalised embeddings, so
+this dot product is the cosine similarity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from xfr.explanation import Explanation
+from xfr.interfaces.verifier import Verifier
+
+__all__ = [
+    "COMMON_DEFAULTS",
+    "CountingEmbedder",
+    "PairContext",
+    "PerturbationExplainer",
+    "Source",
+    "check_images",
+    "check_verifier",
+    "gaussian_kernel",
+    "make_progress",
+    "minmax",
+    "smooth",
+    "stream_embeddings",
+]
+
+#: Options every baseline accepts.
+COMMON_DEFAULTS: dict[str, Any] = {
+    # Images per verifier call (bounds memory); does not change the result.
+    "batch_size": 128,
+    # Seed of the numpy Generator(s) (per image: ``default_rng([seed, side])``).
+    "seed": 0,
+    # Show a tqdm progress bar.
+    "progress": False,
+    # Explain negative decisions with the method's extension (see each method); when False a
+    # negative decision gets ``heatmaps=None`` and ``notes["unsupported"]``, as the authors'
+    # tools only explain positive decisions (paper Sec. 4).
+    "explain_negative": True,
+}
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def check_verifier(verifier: Any) -> Verifier:
+    """Raise ``TypeError`` unless ``verifier`` has ``embed``, ``distance`` and ``threshold``."""
+    missing = [a for a in ("embed", "distance", "threshold") if not hasattr(verifier, a)]
+    if missing:
+        raise TypeError(
+            f"verifier {type(verifier).__name__} lacks {', '.join(missing)}: "
+            "expected an xfr.interfaces.Verifier"
+        )
+    if not callable(verifier.embed) or not callable(verifier.distance):
+        raise TypeError("verifier.embed and verifier.distance must be callable")
+    thr = verifier.threshold
+    if not isinstance(thr, (int, float)) or not math.isfinite(float(thr)):
+        raise ValueError(f"verifier.threshold must be a finite number, got {thr!r}")
+    return verifier
+
+
+def check_images(name: str, images: Any, size: int | None) -> torch.Tensor:
+    """Validate one batch of aligned faces ``(N, 3, S, S)``, float, finite, in 0..255."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor (N, 3, S, S), got {type(images).__name__}")
+    if not images.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor of 0..255 RGB values, got {images.dtype}")
+    if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
+        raise ValueError(f"{name} must have shape (N, 3, S, S), got {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError(f"{name} is empty (N = 0)")
+    if size is not None and images.shape[2] != size:
+        raise ValueError(
+            f"{name} are {images.shape[2]}x{images.shape[3]} but the verifier expects "
+            f"{size}x{size} aligned crops (see xfr.align)"
+        )
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError(f"{name} contain NaN or infinite values")
+    lo, hi = float(images.min()), float(images.max())
+    if lo < -1e-3 or hi > 255.0 + 1e-3:
+        raise ValueError(f"{name} must be RGB values in 0..255, got min {lo:g}, max {hi:g}")
+    return images.detach()
+
+
+# --------------------------------------------------------------------------- embedding
+
+
+@dataclass
+class Source:
+    """``count`` perturbed images of one explained image, built on demand.
+
+    ``build(start, stop)`` returns images ``start..stop-1`` as ``(stop - start, 3, S, S)``.
+    """
+
+    count: int
+    build: Callable[[int, int], torch.Tensor]
+
+
+class CountingEmbedder:
+    """Embeds through the verifier in batches of at most ``batch_size`` and counts the images."""
+
+    def __init__(self, verifier: Verifier, batch_size: int) -> None:
+        self.verifier = verifier
+        self.batch_size = int(batch_size)
+        #: Images embedded so far (one "verifier call" per image).
+        self.images = 0
+        #: ``embed`` invocations so far.
+        self.batches = 0
+        self._dim: int | None = None
+
+    def _embed_one(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            out = self.verifier.embed(images)
+        if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != images.shape[0]:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(
+                f"verifier.embed returned {shape} for {images.shape[0]} images; "
+                "expected an (N, D) tensor"
+            )
+        if self._dim is not None and out.shape[1] != self._dim:
+            raise ValueError(
+                f"verifier.embed changed its dimension ({self._dim} -> {out.shape[1]})"
+            )
+        self._dim = int(out.shape[1])
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError("verifier.embed returned NaN or infinite embeddings")
+        self.images += int(images.shape[0])
+        self.batches += 1
+        return out.detach()
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Embed ``images`` (in chunks of ``batch_size``)."""
+        parts = [
+            self._embed_one(images[i : i + self.batch_size])
+            for i in range(0, images.shape[0], self.batch_size)
+        ]
+        return torch.cat(parts)
+
+
+def stream_embeddings(
+    embedder: CountingEmbedder,
+    sources: Sequence[Source],
+    on_batch: Callable[[int], None] | None = None,
+) -> Iterator[tuple[int, int, int, torch.Tensor]]:
+    """Embed the images of ``sources`` in order, ``batch_size`` images per verifier call.
+
+    Yields ``(source index, start, stop, embeddings)`` pieces; a batch may span several
+    sources. Only one batch of images exists at a time. ``on_batch(n)`` is called after each
+    verifier call with its number of images (progress bars).
+    """
+    bs = embedder.batch_size
+    pending: list[tuple[int, int, int, torch.Tensor]] = []
+    filled = 0
+
+    def flush() -> list[tuple[int, int, int, torch.Tensor]]:
+        images = torch.cat([p[3] for p in pending]) if len(pending) > 1 else pending[0][3]
+        emb = embedder._embed_one(images)
+        if on_batch is not None:
+            on_batch(int(images.shape[0]))
+        out, offset = [], 0
+        for k, start, stop, _ in pending:
+            out.append((k, start, stop, emb[offset : offset + stop - start]))
+            offset += stop - start
+        return out
+
+    for k, src in enumerate(sources):
+        start = 0
+        while start < src.count:
+            stop = min(src.count, start + bs - filled)
+            pending.append((k, start, stop, src.build(start, stop)))
+            filled += stop - start
+            start = stop
+            if filled == bs:
+                yield from flush()
+                pending, filled = [], 0
+    if pending:
+        yield from flush()
+
+
+def scores(embeddings: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+    """Dot products (float64) of each row of ``embeddings`` with ``target`` ``(D,)``."""
+    e = embeddings.to(torch.float64)
+    t = target.to(device=e.device, dtype=torch.float64)
+    return (e @ t).cpu().numpy()
+
+
+# --------------------------------------------------------------------------- maps
+
+
+def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
+    """Peak-normalised ``size x size`` Gaussian (Mery's ``gaussian_kernel(type='Max')``)."""
+    g = _gaussian_1d(size, sigma)
+    return np.outer(g, g)
+
+
+def _gaussian_1d(size: int, sigma: float) -> np.ndarray:
+    # Offsets -size//2+1 .. size//2 (Mery's np.mgrid), so an even kernel peaks at size // 2.
+    x = np.arange(-size // 2 + 1, size // 2 + 1, dtype=np.float64)
+    return np.exp(-(x**2) / (2.0 * sigma**2))
+
+
+def smooth(m: np.ndarray, size: int, sigma: float) -> np.ndarray:
+    """Correlate ``m`` with the peak-normalised Gaussian, reflect-101 borders (cv2.filter2D).
+
+    The kernel is separable, so this runs as two 1-D passes (``scipy.ndimage``, mode
+    ``mirror`` = OpenCV's ``BORDER_REFLECT_101``).
+    """
+    g = _gaussian_1d(size, sigma)
+    # origin 0 puts the anchor at size // 2, as filter2D's default (checked for even sizes).
+    out = ndimage.correlate1d(np.asarray(m, np.float64), g, axis=0, mode="mirror")
+    return ndimage.correlate1d(out, g, axis=1, mode="mirror")
+
+
+def minmax(m: np.ndarray) -> np.ndarray:
+    """Min-max normalise to [0, 1] (float32); a constant map becomes all zeros."""
+    m = np.asarray(m, np.float64)
+    lo, hi = float(m.min()), float(m.max())
+    if not hi > lo:
+        return np.zeros(m.shape, np.float32)
+    return ((m - lo) / (hi - lo)).astype(np.float32)
+
+
+def make_progress(enabled: bool, total: int, desc: str) -> Any:
+    """A tqdm bar (disabled unless ``enabled``)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False)
+
+
+def faces_uint8(probe: torch.Tensor, gallery: torch.Tensor) -> np.ndarray:
+    """``(2, S, S, 3)`` uint8 faces for figures."""
+    x = torch.stack([probe, gallery]).detach().to("cpu", torch.float32)
+    return x.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+# --------------------------------------------------------------------------- the base class
+
+
+@dataclass
+class PairContext:
+    """What every baseline knows about one pair before perturbing it."""
+
+    index: int
+    probe: torch.Tensor
+    gallery: torch.Tensor
+    #: Embeddings of the unperturbed probe and gallery ``(D,)``.
+    emb_probe: torch.Tensor
+    emb_gallery: torch.Tensor
+    distance: float
+    decision: str
+    #: Dot product of the two embeddings (the cosine for normalised embeddings).
+    score: float
+
+    def image(self, side: int) -> torch.Tensor:
+        """The explained image of ``side`` (0 probe, 1 gallery)."""
+        return self.probe if side == 0 else self.gallery
+
+    def target(self, side: int) -> torch.Tensor:
+        """The fixed embedding the ``side`` image is compared with (the other image's)."""
+        return self.emb_gallery if side == 0 else self.emb_probe
+
+
+class PerturbationExplainer:
+    """Base of the four baselines: options, validation, first embeddings, Explanation.
+
+    Subclasses set :attr:`name` and :attr:`DEFAULTS`, implement :meth:`_check_options` and
+    :meth:`_explain`, which returns, per pair, ``(heatmaps, notes)``.
+    """
+
+    name: str = ""
+    DEFAULTS: Mapping[str, Any] = {}
+
+    def __init__(self, **options: Any) -> None:
+        self.options: dict[str, Any] = self._resolve(
+            {**COMMON_DEFAULTS, **self.DEFAULTS}, options
+        )
+
+    # -- options
+    def _resolve(self, base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(overrides) - set(base))
+        if unknown:
+            raise TypeError(
+                f"{self.name}: unknown option(s) {', '.join(map(repr, unknown))}; "
+                f"options: {', '.join(sorted(base))}"
+            )
+        opts = {**base, **overrides}
+        self._check_common(opts)
+        self._check_options(opts)
+        return opts
+
+    def _check_common(self, o: dict[str, Any]) -> None:
+        _int_at_least(self.name, "batch_size", o["batch_size"], 1)
+        _int_at_least(self.name, "seed", o["seed"], 0)
+        for key in ("progress", "explain_negative"):
+            if not isinstance(o[key], bool):
+                raise ValueError(f"{self.name}: {key} must be True or False, got {o[key]!r}")
+
+    def _check_options(self, o: dict[str, Any]) -> None:  # pragma: no cover - overridden
+        """Raise ``ValueError`` for a bad method-specific value."""
+
+    def options_for(self, **options: Any) -> dict[str, Any]:
+        """The options one call would use (constructor options, then ``options``)."""
+        return self._resolve(self.options, options)
+
+    # -- the contract
+    def explain_pairs(
+        self,
+        verifier: Verifier,
+        probes: torch.Tensor,
+        galleries: torch.Tensor,
+        **options: Any,
+    ) -> list[Explanation]:
+        """Explain N pairs of aligned faces ``(N, 3, S, S)`` (0..255 RGB), one result per pair.
+
+        The result of each pair equals explaining that pair alone (the seed is used per image,
+        not per position in the batch).
+        """
+        opts = self.options_for(**options)
+        check_verifier(verifier)
+        size = getattr(verifier, "input_size", None)
+        size = int(size) if isinstance(size, int) else None
+        probes = check_images("probes", probes, size)
+        galleries = check_images("galleries", galleries, size)
+        if probes.shape != galleries.shape:
+            raise ValueError(
+                f"probes {tuple(probes.shape)} and galleries {tuple(galleries.shape)} "
+                "must have the same shape (one gallery per probe)"
+            )
+        n = probes.shape[0]
+        embedder = CountingEmbedder(verifier, opts["batch_size"])
+        emb = embedder(torch.cat([probes, galleries]))
+        with torch.no_grad():
+            dist = verifier.distance(emb[:n], emb[n:])
+        dist_np = torch.as_tensor(dist).detach().to("cpu", torch.float64).reshape(-1).numpy()
+        if dist_np.shape[0] != n or not np.isfinite(dist_np).all():
+            raise ValueError(f"verifier.distance returned {dist_np!r} for {n} pairs")
+        thr = float(verifier.threshold)
+        pairs = [
+            PairContext(
+                index=i,
+                probe=probes[i],
+                gallery=galleries[i],
+                emb_probe=emb[i],
+                emb_gallery=emb[n + i],
+                distance=float(dist_np[i]),
+                decision="positive" if dist_np[i] < thr else "negative",
+                score=float(scores(emb[i : i + 1], emb[n + i])[0]),
+            )
+            for i in range(n)
+        ]
+        todo = [p for p in pairs if p.decision == "positive" or opts["explain_negative"]]
+        results = self._explain(verifier, embedder, todo, opts) if todo else []
+        by_index = {p.index: r for p, r in zip(todo, results, strict=True)}
+
+        out: list[Explanation] = []
+        for p in pairs:
+            notes: dict[str, Any] = {
+                "options": _jsonable(opts),
+                "seed": int(opts["seed"]),
+                "score": p.score,
+                "score_kind": "dot product of the embeddings (cosine: they are L2-normalised)",
+            }
+            heatmaps: np.ndarray | None
+            if p.index in by_index:
+                heatmaps, extra = by_index[p.index]
+                notes.update(extra)
+                # each pair pays for its own two unperturbed images
+                notes["verifier_calls"] = int(extra.get("verifier_calls", 0)) + 2
+            else:
+                heatmaps = None
+                notes["unsupported"] = (
+                    f"{self.name} explains positive decisions only (its authors' tools focus "
+                    "on the regions that make two faces similar; paper Sec. 4); pass "
+                    "explain_negative=True for this method's extension to negative decisions"
+                )
+                notes["verifier_calls"] = 2
+            out.append(
+                Explanation(
+                    decision=p.decision,
+                    distance=p.distance,
+                    threshold=thr,
+                    method=self.name,
+                    heatmaps=heatmaps,
+                    faces=faces_uint8(p.probe, p.gallery),
+                    notes=notes,
+                )
+            )
+        return out
+
+    def _explain(
+        self,
+        verifier: Verifier,
+        embedder: CountingEmbedder,
+        pairs: list[PairContext],
+        opts: dict[str, Any],
+    ) -> list[tuple[np.ndarray | None, dict[str, Any]]]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _int_at_least(method: str, key: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{method}: {key} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _number_in(
+    method: str, key: str, value: Any, low: float, high: float, *, open_low: bool = True
+) -> float:
+    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+    if ok:
+        v = float(value)
+        ok = math.isfinite(v) and (v > low if open_low else v >= low) and v <= high
+    if not ok:
+        bracket = "(" if open_low else "["
+        raise ValueError(
+            f"{method}: {key} must be a number in {bracket}{low:g}, {high:g}], got {value!r}"
+        )
+    return float(value)
+
+
+def _jsonable(opts: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in opts.items():
+        if isinstance(v, (np.integer,)):
+            v = int(v)
+        elif isinstance(v, (np.floating,)):
+            v = float(v)
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[k] = v
+    return out
