@@ -14,6 +14,9 @@ import pytest
 
 from xfr import cli
 
+#: Subprocesses run from here, so that ``-m``/``-c`` import the installed xfr, not the checkout.
+NEUTRAL_CWD = Path(__file__).resolve().parent
+
 COMMAND = """
 import argparse
 from xfr.errors import UserError
@@ -115,7 +118,9 @@ def test_a_command_module_that_fails_to_import_is_left_out_with_a_warning(
 
 
 def test_no_command_prints_the_usage_and_exits_2() -> None:
-    out = subprocess.run([sys.executable, "-m", "xfr"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "xfr"], capture_output=True, text=True, timeout=60, cwd=NEUTRAL_CWD
+    )
     assert out.returncode == 2
     assert "usage: xfr" in out.stderr and "plugins" in out.stderr
 

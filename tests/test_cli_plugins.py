@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 from plugin_dists import UNRELATED_BUILTINS, DistFactory, dist_factory, mask_plugin_source
 
+#: Subprocesses run from here, so that ``-m``/``-c`` import the installed xfr, not the checkout.
+NEUTRAL_CWD = Path(__file__).resolve().parent
+
 
 @pytest.fixture
 def dists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DistFactory]:
@@ -29,6 +32,7 @@ def xfr_cli(
     return subprocess.run(
         [sys.executable, "-m", "xfr", *args],
         capture_output=True,
+        cwd=NEUTRAL_CWD,
         text=True,
         env=env,
         timeout=120,

@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+#: Subprocesses run from here, so that ``-m``/``-c`` import the installed xfr, not the checkout.
+NEUTRAL_CWD = Path(__file__).resolve().parent
 
 PROBE = r"""
 import json, sys, threading
@@ -34,7 +38,12 @@ def _heavy(modules: list[str]) -> list[str]:
 
 def _probe() -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", PROBE],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=NEUTRAL_CWD,
     )
     return json.loads(out.stdout)
 

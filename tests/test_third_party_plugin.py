@@ -17,6 +17,9 @@ import pytest
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "xfr-plugin-example"
 DIST = "xfr-plugin-example"
+
+#: Subprocesses run from here, so that ``-m``/``-c`` import the installed xfr, not the checkout.
+NEUTRAL_CWD = Path(__file__).resolve().parent
 # Keep the subprocesses about the plugin machinery (the other built-ins import torch).
 ENV = dict(os.environ, XFR_DISABLE_PLUGINS="verifiers,attention,explainers")
 
@@ -66,7 +69,12 @@ print(json.dumps(out))
 
 def run(*args: str, env: dict[str, str] = ENV) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=NEUTRAL_CWD,
     )
 
 
