@@ -20,6 +20,12 @@ def _sface(source: Any = None, **options: Any) -> Any:
     return SFaceVerifier(source, **options)
 
 
+def _timm_vit(source: Any = None, **options: Any) -> Any:
+    from xfr_plugins.verifiers.timm_vit import TimmViTVerifier
+
+    return TimmViTVerifier.load(source, **options)
+
+
 @hookimpl
 def xfr_verifiers() -> Mapping[str, Any]:
-    return {"face-vit": _face_vit, "sface": _sface}
+    return {"face-vit": _face_vit, "sface": _sface, "timm-vit": _timm_vit}

@@ -1,0 +1,45 @@
+"""Gradient-weighted rollout (Chefer, Gur & Wolf, "Generic attention-model explainability",
+ICCV 2021, eq. 5-6; paper Sec. 2's Grad-CAM-style use of attention gradients).
+
+For each block, ``Abar_b = mean_h max(0, grad A_b * A_b)`` (the attention weighted by the
+gradient of the target score), and the map is the CLS row of ``(Abar_{L-1} + I) ... (Abar_0 +
+I)`` over the patch tokens (no row normalisation, from block 0). ``discard_ratio`` optionally
+zeroes the lowest entries of each ``Abar_b`` first, as rollout does (default 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from xfr_plugins.attention.base import AttentionMapGenerator
+from xfr_plugins.attention.rollout import check_ratio, cls_rollout, discard_lowest
+from xfr_plugins.attention.targets import readout
+from xfr_plugins.attention.tracing import run_vit
+from xfr_plugins.attention.vit_lrp import attention_gradients
+
+__all__ = ["GradRollout"]
+
+
+class GradRollout(AttentionMapGenerator):
+    """``grad-rollout``: gradient-weighted attention rollout. Options ``discard_ratio``."""
+
+    name: ClassVar[str] = "grad-rollout"
+
+    def __init__(self, discard_ratio: float = 0.0, batch_size: int = 8) -> None:
+        super().__init__(batch_size)
+        self.discard_ratio = check_ratio(discard_ratio)
+
+    def patch_scores(
+        self, verifier: Any, images: torch.Tensor, target: str, reference: torch.Tensor | None
+    ) -> torch.Tensor:
+        trace = run_vit(verifier, images, requires_grad=True)
+        score = readout(verifier, trace.features, target, reference).score
+        grads = attention_gradients(score, trace.attentions)
+        with torch.no_grad():
+            cams = [
+                discard_lowest((g * a.detach()).clamp(min=0).mean(dim=1), self.discard_ratio)
+                for g, a in zip(grads, trace.attentions, strict=True)
+            ]
+        return cls_rollout(cams)[:, trace.num_prefix:]

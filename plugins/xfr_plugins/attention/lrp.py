@@ -1,0 +1,169 @@
+"""Layer-wise relevance propagation rules for ViTs (Chefer, Gur & Wolf 2021; REFERENCE.md,
+"Chefer, Gur & Wolf LRP for ViTs").
+
+Each rule maps the relevance of a layer's output to the relevance of its input(s), from the
+activations of the forward pass; none of them needs autograd. The rules, as the paper's authors
+ran them through Chefer et al.'s code:
+
+- Linear layers: the alpha-beta rule with ``beta = alpha - 1`` (``alpha = 1``: only positive
+  contributions; ``alpha = 0.5`` as the paper's authors ran it). Biases take no relevance, so
+  the rule conserves relevance exactly (up to the 1e-9 guards) for every alpha whenever both
+  the positive and the negative pre-activations of an output are non-zero.
+- Residual additions: relevance split in proportion to each term's contribution
+  ``x * R / (x + y)``, then each share rescaled so that the two totals are
+  ``|sum a| / (|sum a| + |sum b|)`` of the incoming total, per image: conserved.
+- Matrix products (attention x values, queries x keys): the gradient x input split between the
+  two operands, each share halved: conserved.
+- LayerNorm, GELU, softmax, dropout, LayerScale: relevance passed through unchanged.
+- The first layer on pixels: the z^B rule with the input's bounds (lowest and highest value
+  of each image).
+- Divisions guarded by 1e-9 (a zero denominator gives zero relevance).
+
+Shapes follow ``torch.nn.functional.linear``: inputs ``(..., in)``, weights ``(out, in)``,
+relevances ``(..., out)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "EPS",
+    "add_relevance",
+    "check_alpha",
+    "linear_alpha_beta",
+    "linear_zb",
+    "matmul_relevance",
+    "readout_relevance",
+    "safe_divide",
+]
+
+#: The guard of every division (REFERENCE.md: "Divisions guarded by 1e-9").
+EPS = 1e-9
+
+
+def safe_divide(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a / b`` with ``b`` pushed 1e-9 away from zero (sign kept); 0 where ``b == 0``."""
+    den = b + torch.where(b >= 0, EPS, -EPS)
+    return torch.where(b == 0, torch.zeros_like(a), a / den)
+
+
+def check_alpha(alpha: float) -> float:
+    """``alpha`` must be a finite number > 0 (``beta = alpha - 1``)."""
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        raise TypeError(f"alpha must be a number, got {type(alpha).__name__}") from None
+    if not value == value or value in (float("inf"), float("-inf")) or value <= 0:
+        raise ValueError(f"alpha must be a finite number > 0 (beta = alpha - 1), got {alpha}")
+    return value
+
+
+def _alpha_beta_share(
+    xp: torch.Tensor, xn: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, r: torch.Tensor
+) -> torch.Tensor:
+    z = F.linear(xp, w1) + F.linear(xn, w2)
+    s = safe_divide(r, z)
+    return xp * (s @ w1) + xn * (s @ w2)
+
+
+def linear_alpha_beta(
+    x: torch.Tensor, weight: torch.Tensor, relevance: torch.Tensor, alpha: float = 1.0
+) -> torch.Tensor:
+    """Alpha-beta rule of ``y = x W^T (+ b)``; returns the relevance of ``x``.
+
+    Activators (``x+ W+`` and ``x- W-``) get ``alpha`` of each output's relevance, inhibitors
+    (``x+ W-`` and ``x- W+``) ``beta = alpha - 1`` of it, subtracted, as in Chefer et al.'s
+    ``Linear.relprop``.
+    """
+    wp, wn = weight.clamp(min=0), weight.clamp(max=0)
+    xp, xn = x.clamp(min=0), x.clamp(max=0)
+    r = _alpha_beta_share(xp, xn, wp, wn, relevance)
+    if alpha == 1.0:
+        return r
+    beta = alpha - 1.0
+    return alpha * r - beta * _alpha_beta_share(xp, xn, wn, wp, relevance)
+
+
+def readout_relevance(
+    x: torch.Tensor, direction: torch.Tensor, relevance: torch.Tensor, alpha: float = 1.0
+) -> torch.Tensor:
+    """Alpha-beta rule of a per-sample linear read-out ``s = <x, w>`` (``(N, D)``, ``(N, D)``).
+
+    The relevance ``(N,)`` of the score is shared over the ``D`` contributions ``x_i w_i``:
+    positive ones in proportion (times alpha), negative ones in proportion (times
+    ``beta = alpha - 1``, subtracted). When one of the two groups is empty (e.g. the embedding
+    read along its own direction has only positive contributions) the other takes all the
+    relevance, so that the read-out always conserves it.
+    """
+    c = x * direction
+    cp, cn = c.clamp(min=0), c.clamp(max=0)
+    r = relevance.unsqueeze(-1)
+    sp, sn = cp.sum(-1, keepdim=True), cn.sum(-1, keepdim=True)
+    act = cp * safe_divide(r, sp)
+    if alpha == 1.0:
+        return act
+    inh = cn * safe_divide(r, sn)
+    mixed = alpha * act - (alpha - 1.0) * inh
+    return torch.where(sn == 0, act, torch.where(sp == 0, inh, mixed))
+
+
+def linear_zb(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    relevance: torch.Tensor,
+    low: torch.Tensor,
+    high: torch.Tensor,
+) -> torch.Tensor:
+    """z^B rule for the first layer on pixels: ``x`` bounded by ``low <= x <= high``.
+
+    ``R_i = sum_j (x_i w_ij - l_i w+_ij - h_i w-_ij) / z_j R_j`` (Montavon et al. 2017), as
+    Chefer et al.'s first ``Conv2d``. ``low``/``high`` broadcast against ``x``; where both are 0
+    together with ``x`` (padding) the input gets no relevance.
+    """
+    wp, wn = weight.clamp(min=0), weight.clamp(max=0)
+    low = low.expand_as(x)
+    high = high.expand_as(x)
+    z = F.linear(x, weight) - F.linear(low, wp) - F.linear(high, wn)
+    s = safe_divide(relevance, z)
+    return x * (s @ weight) - low * (s @ wp) - high * (s @ wn)
+
+
+def _per_sample_sum(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(t.shape[0], -1).sum(-1)
+
+
+def _per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.reshape((-1,) + (1,) * (like.ndim - 1))
+
+
+def add_relevance(
+    a: torch.Tensor, b: torch.Tensor, relevance: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residual ``z = a + b``: split by contribution, then rescale to conserve, per sample.
+
+    ``a`` and ``b`` broadcast to ``relevance``'s shape (e.g. a position embedding ``(1, T, C)``).
+    """
+    z = a + b
+    s = safe_divide(relevance, z)
+    ra, rb = (a * s).expand_as(relevance), (b * s).expand_as(relevance)
+    sa, sb = _per_sample_sum(ra), _per_sample_sum(rb)
+    total = _per_sample_sum(relevance)
+    den = sa.abs() + sb.abs()
+    fa = safe_divide(sa.abs(), den) * total
+    fb = safe_divide(sb.abs(), den) * total
+    ra = ra * _per_sample(safe_divide(fa, sa), ra)
+    rb = rb * _per_sample(safe_divide(fb, sb), rb)
+    return ra, rb
+
+
+def matmul_relevance(
+    a: torch.Tensor, b: torch.Tensor, relevance: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Matrix product ``z = a @ b``: gradient x input to each operand, each share halved."""
+    z = a @ b
+    s = safe_divide(relevance, z)
+    ra = a * (s @ b.transpose(-2, -1))
+    rb = b * (a.transpose(-2, -1) @ s)
+    return ra * 0.5, rb * 0.5

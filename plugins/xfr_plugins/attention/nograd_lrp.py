@@ -1,0 +1,50 @@
+"""No-Grad ViT-LRP: transformer attribution without the gradients (paper Sec. 4, the paper's
+best tool with OIM; REFERENCE.md, "The paper authors' own implementation").
+
+For each block the LRP relevance of the attention probabilities ``R_b`` (``(H, T, T)``,
+:mod:`relevance`) is averaged over heads and clamped at 0, ``Abar_b = max(0, mean_h R_b)``; the
+map is the CLS row of ``(Abar_{L-1} + I) ... (Abar_0 + I)`` (no row normalisation, from block
+0) over the patch tokens. Options as :class:`~xfr_plugins.attention.vit_lrp.ViTLRP`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from xfr_plugins.attention.base import AttentionMapGenerator
+from xfr_plugins.attention.lrp import check_alpha
+from xfr_plugins.attention.relevance import START, propagate
+from xfr_plugins.attention.rollout import cls_rollout
+from xfr_plugins.attention.targets import readout
+from xfr_plugins.attention.tracing import run_vit
+
+__all__ = ["NoGradLRP"]
+
+
+class NoGradLRP(AttentionMapGenerator):
+    """``nograd-lrp``: relevance-only transformer attribution; no autograd at all."""
+
+    name: ClassVar[str] = "nograd-lrp"
+
+    def __init__(self, alpha: float = 1.0, start: str = "unit", batch_size: int = 8) -> None:
+        super().__init__(batch_size)
+        self.alpha = check_alpha(alpha)
+        if start not in START:
+            raise ValueError(f"start must be one of {START}, got {start!r}")
+        self.start = start
+
+    def patch_scores(
+        self, verifier: Any, images: torch.Tensor, target: str, reference: torch.Tensor | None
+    ) -> torch.Tensor:
+        trace = run_vit(verifier, images, keep_attention=lambda p: p.new_empty(0))
+        target_readout = readout(verifier, trace.features, target, reference)
+        cams: list[torch.Tensor] = [torch.empty(0)] * len(trace.block_inputs)
+
+        def keep(i: int, r_probs: torch.Tensor) -> None:
+            cams[i] = r_probs.mean(dim=1).clamp(min=0)
+
+        propagate(verifier.backbone, trace, target_readout, alpha=self.alpha,
+                  start=self.start, on_attention=keep)  # type: ignore[arg-type]
+        return cls_rollout(cams)[:, trace.num_prefix:]

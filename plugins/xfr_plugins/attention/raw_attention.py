@@ -1,0 +1,47 @@
+"""Raw attention: the CLS token's attention over the patch tokens in one block (by default the
+last), heads fused by their mean (paper Sec. 2, the simplest propagation-free map).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from xfr_plugins.attention.base import AttentionMapGenerator
+from xfr_plugins.attention.rollout import HEAD_FUSIONS, fuse_heads
+from xfr_plugins.attention.tracing import run_vit
+
+__all__ = ["RawAttention"]
+
+
+class RawAttention(AttentionMapGenerator):
+    """``attention``: CLS row of block ``block``'s (default -1, the last) head-fused attention.
+
+    Independent of the target.
+    """
+
+    name: ClassVar[str] = "attention"
+    uses_target: ClassVar[bool] = False
+
+    def __init__(self, block: int = -1, head_fusion: str = "mean", batch_size: int = 8) -> None:
+        super().__init__(batch_size)
+        if isinstance(block, bool) or not isinstance(block, int):
+            raise TypeError(f"block must be an int, got {type(block).__name__}")
+        if head_fusion not in HEAD_FUSIONS:
+            raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
+        self.block = block
+        self.head_fusion = head_fusion
+
+    def patch_scores(
+        self, verifier: Any, images: torch.Tensor, target: str, reference: torch.Tensor | None
+    ) -> torch.Tensor:
+        depth = len(verifier.backbone.blocks)
+        if not -depth <= self.block < depth:
+            raise ValueError(f"block {self.block} out of range for a depth-{depth} ViT")
+
+        def keep(probs: torch.Tensor) -> torch.Tensor:
+            return fuse_heads(probs[:, :, :1], self.head_fusion)[:, 0]
+
+        trace = run_vit(verifier, images, keep_attention=keep)
+        return trace.attentions[self.block][:, trace.num_prefix:]

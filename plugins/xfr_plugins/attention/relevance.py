@@ -1,0 +1,135 @@
+"""Relevance propagation through a timm-structured ViT (Chefer, Gur & Wolf 2021, Sec. 3.2).
+
+Starting from the target's read-out (:mod:`targets`), relevance goes back through the final
+LayerNorm (passed through) to the CLS token of the last block's output, then block by block:
+
+    z = y + ls2(mlp(norm2(y)))        residual split (conserving), MLP: fc2, GELU, fc1
+    y = x + ls1(attn(norm1(x)))       residual split, attention: proj, A @ v, q @ k^T, qkv
+
+The relevance of the attention probabilities ``A`` of each block (the "cam" of Chefer et al.) is
+handed to ``on_attention`` as soon as it is known, so callers reduce it at once (e.g. mean over
+heads) and nothing of size ``depth x N x H x T x T`` is held. The block activations are
+recomputed from each block's stored input (:func:`tracing.block_forward`), trading one forward
+for the memory of all activations. Relevance down to the pixels: :mod:`input_relevance`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from xfr_plugins.attention.lrp import (
+    add_relevance,
+    linear_alpha_beta,
+    matmul_relevance,
+    readout_relevance,
+)
+from xfr_plugins.attention.targets import Readout
+from xfr_plugins.attention.tracing import Trace, block_forward
+
+__all__ = ["RelevanceResult", "START", "block_relevance", "propagate"]
+
+#: How the relevance starts: ``"unit"`` = one-hot 1 on the target (Chefer et al.'s code, which
+#: the paper's authors ran); ``"score"`` = the target score itself, so that relevance totals
+#: are in the score's units.
+START = ("unit", "score")
+
+
+@dataclass
+class RelevanceResult:
+    """Relevance of the tokens entering block 0, with per-layer totals for conservation checks."""
+
+    start: torch.Tensor  #: (N,) relevance put on the target
+    features: torch.Tensor  #: (N, D) relevance of the CLS features
+    tokens: torch.Tensor  #: (N, T, C) relevance of block 0's input
+    #: per block (in forward order): (N,) totals at the block's input, after its attention
+    #: residual (``y``) and at its output (``z``)
+    block_totals: list[dict[str, torch.Tensor]] = field(default_factory=list)
+
+
+def _total(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(t.shape[0], -1).sum(-1)
+
+
+def block_relevance(
+    block: nn.Module,
+    x: torch.Tensor,
+    relevance: torch.Tensor,
+    alpha: float,
+    on_attention: Callable[[torch.Tensor], None] | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Relevance of the input ``x`` of one pre-norm block from that of its output."""
+    _, _, acts = block_forward(block, x, keep=True)
+    assert acts is not None
+    attn, mlp = block.attn, block.mlp
+    totals = {"output": _total(relevance)}
+    # z = y + m
+    r_y, r_m = add_relevance(acts.y, acts.m, relevance)
+    # m = ls2(fc2(norm(act(fc1(h2))))): LayerScale, norm and GELU pass relevance through
+    r_g = linear_alpha_beta(acts.g, mlp.fc2.weight, r_m, alpha)
+    r_h2 = linear_alpha_beta(acts.h2, mlp.fc1.weight, r_g, alpha)
+    r_y = r_y + r_h2  # norm2 passes through; the two uses of y add up
+    totals["residual"] = _total(r_y)
+    # y = x + a
+    r_x, r_a = add_relevance(acts.x, acts.a, r_y)
+    r_ctx = linear_alpha_beta(acts.context, attn.proj.weight, r_a, alpha)
+    n, t, _ = r_ctx.shape
+    heads, head_dim = attn.num_heads, attn.head_dim
+    r_ctx = r_ctx.reshape(n, t, heads, head_dim).transpose(1, 2)  # (N, H, T, d)
+    r_probs, r_v = matmul_relevance(acts.probs, acts.v, r_ctx)
+    if on_attention is not None:
+        on_attention(r_probs)
+    # softmax (and its scale) passes relevance through to q k^T
+    r_q, r_kt = matmul_relevance(acts.q, acts.k.transpose(-2, -1), r_probs)
+    r_qkv = torch.stack([r_q, r_kt.transpose(-2, -1), r_v])  # (3, N, H, T, d)
+    r_qkv = r_qkv.permute(1, 3, 0, 2, 4).reshape(n, t, 3 * heads * head_dim)
+    r_h1 = linear_alpha_beta(acts.h1, attn.qkv.weight, r_qkv, alpha)
+    r_x = r_x + r_h1
+    totals["input"] = _total(r_x)
+    return r_x, totals
+
+
+def propagate(
+    backbone: nn.Module,
+    trace: Trace,
+    target: Readout,
+    *,
+    alpha: float = 1.0,
+    start: Literal["unit", "score"] = "unit",
+    on_attention: Callable[[int, torch.Tensor], None] | None = None,
+) -> RelevanceResult:
+    """Propagate the target's relevance down to block 0's input tokens.
+
+    ``on_attention(block_index, R_A)`` receives each block's attention relevance
+    ``(N, H, T, T)``, last block first. Runs without autograd.
+    """
+    if start not in START:
+        raise ValueError(f"start must be one of {START}, got {start!r}")
+    with torch.no_grad():
+        if start == "unit":
+            r0 = torch.ones_like(target.score.detach())
+        else:
+            r0 = target.score.detach().clone()
+        r_feat = readout_relevance(target.inputs, target.direction, r0, alpha)
+        out = trace.output.detach()
+        r = torch.zeros_like(out)
+        r[:, 0] = r_feat  # final norm (and the L2 normalisation) pass relevance through
+        totals: list[dict[str, torch.Tensor]] = []
+        blocks = list(backbone.blocks)
+        for i in range(len(blocks) - 1, -1, -1):
+            callback = None
+            if on_attention is not None:
+
+                def callback(r_probs: torch.Tensor, i: int = i) -> None:
+                    on_attention(i, r_probs)
+
+            r, block_totals = block_relevance(
+                blocks[i], trace.block_inputs[i].detach(), r, alpha, callback
+            )
+            totals.append(block_totals)
+        totals.reverse()
+    return RelevanceResult(start=r0, features=r_feat, tokens=r, block_totals=totals)
