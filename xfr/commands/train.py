@@ -20,6 +20,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--lfw", help="LFW root with pairs.txt (default: $XFR_LFW or ../shared/data/lfw)")
     p.add_argument("--extra", action="append", default=[],
                    help="extra folder of faces without identities (repeatable), e.g. FairFace")
+    p.add_argument("--extra-limit", type=int, default=None,
+                   help="use a seeded random subset of this many images of each --extra folder")
     p.add_argument("--out", required=True, help="output folder (model/ and run/)")
     p.add_argument("--cache", default=None, help="cache folder (default: <out>/cache)")
     p.add_argument("--eval-folds", default="9,10", help="held-out LFW folds (default 9,10)")
@@ -30,6 +32,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--epochs", type=float, default=10.0)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--warmup-steps", type=int, default=300)
+    p.add_argument("--eval-every", type=int, default=500, help="evaluate every N steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-minutes", type=float, default=None,
@@ -67,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
         lfw_root=lfw, extra_folders=args.extra, out=out,
         cache=args.cache or out / "cache", eval_folds=folds, architecture=arch,
         train_config={"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                      "seed": args.seed, "threads": args.threads},
+                      "seed": args.seed, "threads": args.threads,
+                      "warmup_steps": args.warmup_steps, "eval_every_steps": args.eval_every},
         max_seconds=args.max_minutes * 60 if args.max_minutes else None,
-        progress=not args.no_progress, workers=args.workers)
+        progress=not args.no_progress, workers=args.workers, extra_limit=args.extra_limit)
     print(json.dumps(result, indent=2))
     return 0

@@ -40,11 +40,13 @@ class FaceSet:
 
 
 def list_face_files(root: str | Path, *, identities: bool | None = None,
-                    exclude_identities: set[str] | None = None) -> list[tuple[str, Path]]:
+                    exclude_identities: set[str] | None = None, limit: int | None = None,
+                    seed: int = 0) -> list[tuple[str, Path]]:
     """``(identity or "", path)`` of every image under ``root``.
 
     ``identities=None`` guesses: subfolders holding images are identities (LFW-style);
-    otherwise all images (recursively) are anonymous.
+    otherwise all images (recursively) are anonymous. ``limit`` keeps a seeded random subset
+    of that many files (in sorted order).
     """
     root = Path(root)
     if not root.is_dir():
@@ -65,6 +67,9 @@ def list_face_files(root: str | Path, *, identities: bool | None = None,
             out += [(d.name, f) for f in sorted(d.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
     else:
         out = [("", f) for f in sorted(root.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
+    if limit is not None and limit < len(out):
+        keep = np.sort(np.random.default_rng(seed).choice(len(out), size=limit, replace=False))
+        out = [out[i] for i in keep]
     return out
 
 

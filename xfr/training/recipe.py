@@ -129,7 +129,7 @@ def run_default_recipe(*, student_factory: Callable[..., object],
                        architecture: dict[str, object] | None = None,
                        train_config: dict[str, object] | None = None,
                        max_seconds: float | None = None, progress: bool = True,
-                       workers: int = 2) -> dict[str, object]:
+                       workers: int = 2, extra_limit: int | None = None) -> dict[str, object]:
     """Align, embed with the teacher, distil, evaluate on held-out LFW folds, save.
 
     ``student_factory(**architecture)`` must return a verifier with a ``model`` (nn.Module
@@ -144,7 +144,8 @@ def run_default_recipe(*, student_factory: Callable[..., object],
     split = lfw_split(lfw_root, cache, eval_folds, workers=workers)
     sets = [split.train]
     for folder in extra_folders:
-        sets.append(build_face_set(list_face_files(folder), cache, workers=workers))
+        sets.append(build_face_set(list_face_files(folder, limit=extra_limit), cache,
+                                   workers=workers))
     teachers = [teacher_embeddings(split.train, cache, teacher_name, teacher_embed,
                                    progress=progress)]
     teachers += [teacher_embeddings(fs, cache, teacher_name, teacher_embed, mirror=False,
@@ -179,6 +180,7 @@ def run_default_recipe(*, student_factory: Callable[..., object],
             "lfw_excluded_folds": list(split.eval_folds),
             "extra_folders": [str(f) for f in extra_folders],
             "extra_images": int(sum(len(s) for s in sets[1:])),
+            "extra_limit_per_folder": extra_limit,
             "skipped_files": int(sum(len(s.skipped) for s in sets)),
         },
         "evaluation": {"dataset": "LFW View 2", "folds": list(split.eval_folds),

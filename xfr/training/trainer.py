@@ -43,6 +43,7 @@ class TrainConfig:
     threads: int = 2
     checkpoint_every_s: float = 300.0
     eval_every_steps: int = 500
+    log_every_steps: int = 50
     shift: int = 4  # random translation in pixels
     jitter: float = 0.2  # brightness/contrast jitter amplitude
     extra: dict[str, Any] = field(default_factory=dict)
@@ -101,11 +102,12 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
 
 def train(model: torch.nn.Module, data: TrainData, cfg: TrainConfig,
           evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
-          progress: bool = True, max_seconds: float | None = None) -> dict[str, Any]:
+          progress: bool = True, max_seconds: float | None = None,
+          stop_at_step: int | None = None) -> dict[str, Any]:
     """Train ``model`` (``forward(images 0..255) -> embeddings``, optional ``head``) in place.
 
     Returns the training log. Stops after ``cfg.epochs`` epochs, or earlier after
-    ``max_seconds`` (then resumable from the checkpoint in ``cfg.out``).
+    ``max_seconds`` or at ``stop_at_step`` (then resumable from the checkpoint in ``cfg.out``).
     """
     from tqdm import tqdm
 
@@ -124,6 +126,7 @@ def train(model: torch.nn.Module, data: TrainData, cfg: TrainConfig,
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)  # dropout draws from torch's global generator
     step, order = 0, rng.permutation(n)
     history: list[dict[str, Any]] = []
     if ckpt_file.exists():
@@ -133,6 +136,7 @@ def train(model: torch.nn.Module, data: TrainData, cfg: TrainConfig,
         step, order = ck["step"], ck["order"]
         gen.set_state(ck["torch_rng"])
         rng.bit_generator.state = ck["numpy_rng"]
+        torch.set_rng_state(ck["global_rng"])
         history = ck.get("history", [])
 
     def save() -> None:
@@ -140,15 +144,19 @@ def train(model: torch.nn.Module, data: TrainData, cfg: TrainConfig,
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                     "order": order, "torch_rng": gen.get_state(),
                     "numpy_rng": rng.bit_generator.state, "history": history,
+                    "global_rng": torch.get_rng_state(),
                     "config": asdict(cfg)}, tmp)
         tmp.replace(ckpt_file)
 
     start, last_save = time.time(), time.time()
     bar = tqdm(total=total, initial=step, disable=not progress, desc="train", smoothing=0.05)
     model.train()
-    ema: dict[str, float] = {}
+    sums: dict[str, float] = {}
+    counted = 0
     while step < total:
         if max_seconds is not None and time.time() - start > max_seconds:
+            break
+        if stop_at_step is not None and step >= stop_at_step:
             break
         pos = (step % steps_per_epoch) * cfg.batch_size
         if step and step % steps_per_epoch == 0:
@@ -180,15 +188,17 @@ def train(model: torch.nn.Module, data: TrainData, cfg: TrainConfig,
         step += 1
         for k, v in (("loss", loss.item()), ("cos", loss_cos.item()), ("rel", loss_rel.item()),
                      ("cosface", loss_face.item())):
-            ema[k] = v if k not in ema else 0.98 * ema[k] + 0.02 * v
+            sums[k] = sums.get(k, 0.0) + v
+        counted += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{ema['loss']:.4f}", lr=f"{lr_at(step, total, cfg):.2e}")
+        bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr_at(step, total, cfg):.2e}")
         record: dict[str, Any] | None = None
-        if step % 50 == 0:
+        if step % cfg.log_every_steps == 0 or step == total:
+            rate = bar.format_dict.get("rate")
             record = {"step": step, "epoch": step / steps_per_epoch, "time": time.time(),
-                      **{k: round(v, 5) for k, v in ema.items()},
-                      "images_per_s": bar.format_dict.get("rate", 0) * cfg.batch_size
-                      if bar.format_dict.get("rate") else None}
+                      **{k: round(v / counted, 5) for k, v in sums.items()},
+                      "images_per_s": rate * cfg.batch_size if rate else None}
+            sums, counted = {}, 0
         if evaluate is not None and (step % cfg.eval_every_steps == 0 or step == total):
             model.eval()
             metrics = evaluate(model)
