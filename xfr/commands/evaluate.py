@@ -1,0 +1,165 @@
+"""``xfr evaluate``: the paper's evaluation (Sec. 4: Table 1, Fig. 2) on any model and pair list.
+
+Verification accuracy (10-fold threshold selection), Table 1 (mean SM+/SM- per mask strategy
+and attention generator, bootstrap 95 % CIs) and deletion/insertion curves with their areas, for
+the paper's explainer (OIM heatmaps), the raw attention maps, a random order and the baselines.
+
+Example (the default model's held-out LFW folds)::
+
+    xfr evaluate --pairs ../shared/data/lfw/pairs.txt --root ../shared/data/lfw \\
+        --folds 9,10 --methods paper,attention,random,minplus,rise,lime,avg \\
+        --baseline-limit 50 --out reports/lfw
+
+Results are cached per pair and method under ``OUT/cache`` (or ``--cache``): an interrupted run
+resumes, and ``--shard i/k`` processes (1-based ``i``) can share the work; a final run without
+``--shard`` computes whatever is missing and writes the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _csv_list(text: str) -> tuple[str, ...]:
+    items = tuple(x.strip() for x in text.split(",") if x.strip())
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return items
+
+
+def _folds(text: str) -> set[int]:
+    try:
+        folds = {int(x) for x in text.split(",") if x.strip()}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"folds must be integers like 9,10: {text!r}") from None
+    if not folds or min(folds) < 1:
+        raise argparse.ArgumentTypeError(f"folds are 1-based integers like 9,10, got {text!r}")
+    return folds
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"steps must be numbers like 0,0.1,...,1: {text!r}") \
+            from None
+
+
+def parse_options(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["rise.n_masks=2000", "paper.fill=mean"]`` -> ``{"rise": {"n_masks": 2000}, ...}``;
+    values are read as JSON when they parse, else kept as strings."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        head, sep, value = item.partition("=")
+        method, dot, key = head.partition(".")
+        if not sep or not dot or not method or not key:
+            raise ValueError(f"--option must look like METHOD.KEY=VALUE, got {item!r}")
+        try:
+            parsed: Any = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out.setdefault(method, {})[key] = parsed
+    return out
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command as typed (``sys.argv``) when this process is ``xfr evaluate``; otherwise
+    (called from Python) an equivalent command rebuilt from ``args``."""
+    argv = sys.argv[1:]
+    if "evaluate" in argv:
+        return " ".join(shlex.quote(a) for a in ["xfr", *argv])
+    parts = ["xfr", "evaluate", "--pairs", str(args.pairs), "--root", str(args.root),
+             "--out", str(args.out), "--format", args.format, "--verifier", str(args.verifier),
+             "--methods", ",".join(args.methods), "--generators", ",".join(args.generators),
+             "--seed", str(args.seed), "--baseline-limit", str(args.baseline_limit)]
+    if args.folds:
+        parts += ["--folds", ",".join(str(f) for f in sorted(args.folds))]
+    for flag, value in (("--limit", args.limit), ("--shard", args.shard),
+                        ("--cache", args.cache), ("--align-cache", args.align_cache)):
+        if value is not None:
+            parts += [flag, str(value)]
+    if args.steps:
+        parts += ["--steps", ",".join(str(f) for f in args.steps)]
+    for item in args.option:
+        parts += ["--option", item]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def add_parser(subparsers: Any) -> None:
+    from xfr.evaluation.runner import DEFAULT_GENERATORS, DEFAULT_METHODS
+
+    p = subparsers.add_parser(
+        "evaluate", help="the paper's evaluation: accuracy, Table 1, deletion/insertion curves",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pairs", required=True, type=Path,
+                   help="pair list: LFW pairs.txt, CALFW-style '<file> <label>' or CSV")
+    p.add_argument("--root", required=True, type=Path, help="image folder of the pair list")
+    p.add_argument("--format", default="auto", choices=("auto", "lfw", "calfw", "csv"),
+                   help="pair-list format (default: guessed)")
+    p.add_argument("--folds", type=_folds, default=None,
+                   help="1-based folds to evaluate, e.g. 9,10 (default: all)")
+    p.add_argument("--verifier", default="default",
+                   help="registered verifier name or model folder (default: bundled model)")
+    p.add_argument("--methods", type=_csv_list, default=DEFAULT_METHODS,
+                   help="paper, attention, random and/or explainer plugins (minplus, rise, "
+                        f"lime, avg); default {','.join(DEFAULT_METHODS)}")
+    p.add_argument("--generators", type=_csv_list, default=DEFAULT_GENERATORS,
+                   help=f"attention generators (default {','.join(DEFAULT_GENERATORS)})")
+    p.add_argument("--limit", type=int, default=None,
+                   help="evaluate only the first N pairs, genuine and impostor in turn")
+    p.add_argument("--baseline-limit", type=int, default=100,
+                   help="true positives and true negatives (each) the baseline explainers run "
+                        "on, drawn at random with --seed (default 100; 0 = all)")
+    p.add_argument("--shard", default=None, help="i/k: do only this share of the pairs")
+    p.add_argument("--seed", type=int, default=0, help="seed of random choices (default 0)")
+    p.add_argument("--steps", type=_fractions, default=None,
+                   help="curve steps as fractions, default 0,0.1,...,1")
+    p.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                   help="explainer option, e.g. rise.n_masks=2000 (repeatable)")
+    p.add_argument("--batch-size", type=int, default=32, help="pairs per explanation batch")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="results cache folder (default OUT/cache)")
+    p.add_argument("--align-cache", type=Path, default=None,
+                   help="aligned-face cache folder (default CACHE/aligned)")
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    from xfr.evaluation.deletion import DEFAULT_FRACTIONS
+    from xfr.evaluation.report import write_report
+    from xfr.evaluation.runner import EvalSettings, Evaluation, parse_shard
+
+    if not args.pairs.is_file():
+        raise FileNotFoundError(f"no such pair list: {args.pairs}")
+    if not args.root.is_dir():
+        raise FileNotFoundError(f"no such image folder: {args.root}")
+    if args.baseline_limit < 0:
+        raise ValueError(f"--baseline-limit must be >= 0, got {args.baseline_limit}")
+    command = command_line(args)
+    settings = EvalSettings(
+        pairs=args.pairs, root=args.root, out=args.out, format=args.format, folds=args.folds,
+        verifier=args.verifier, methods=args.methods, generators=args.generators,
+        limit=args.limit, shard=parse_shard(args.shard) if args.shard else None, seed=args.seed,
+        fractions=args.steps or DEFAULT_FRACTIONS,
+        baseline_limit=args.baseline_limit or None, batch_size=args.batch_size,
+        options=parse_options(args.option), cache=args.cache, align_cache=args.align_cache,
+        n_boot=args.bootstrap, progress=not args.no_progress, command=command)
+    result = Evaluation(settings).run()
+    if result is None:
+        i, k = settings.shard or (1, 1)
+        print(f"shard {i}/{k} done; run again without --shard to compute what is missing "
+              "and write the report")
+        return 0
+    files = write_report(result, args.out)
+    acc = result["accuracy"].get("kfold", {})
+    if "mean" in acc:
+        print(f"accuracy (10-fold): {100 * acc['mean']:.2f} %")
+    print(f"wrote {len(files)} files to {args.out}")
+    return 0

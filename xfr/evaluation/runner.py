@@ -1,0 +1,425 @@
+"""Orchestration of ``xfr evaluate`` (paper Sec. 4): pairs -> aligned faces -> verification ->
+explanations -> Table 1 scores and deletion/insertion curves, resumable and shardable.
+
+Work is split into *units*, each cached per pair on disk, so that an interrupted run resumes
+where it stopped and ``--shard i/k`` processes can share the work:
+
+- ``paper-<generator>``: the paper's explainer (selector ``fixed:oim``, which still scores every
+  candidate with SM+/SM-) on every selected pair: the scores of Table 1; for true positives and
+  true negatives also the deletion and insertion curves of the OIM heatmap
+  (``paper-<generator>-oim``) and, as the reference without the masking step, of the raw
+  attention maps (``attention-<generator>``);
+- ``random``: the same curves for a random order (a random 14x14 grid upsampled bilinearly to
+  the face, so that removed regions are blobs like a heatmap's, not scattered pixels);
+- one unit per baseline explainer (``minplus``, ``rise``, ``lime``, ``avg``, any registered
+  explainer), on a seeded random subset of the true positives and true negatives
+  (``baseline_limit`` of each; every other method is also reported on that same subset).
+
+Cache layout: ``<cache>/<model fingerprint>/<unit>-<settings hash>/<pair key>.json``; the pair
+key is the SHA-1 of the two image files' SHA-1s, so renaming folders keeps the cache valid and
+any change of model, threshold, curve steps, seed or method options starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xfr.data.lfw import Pair
+from xfr.evaluation.deletion import DEFAULT_FRACTIONS, MODES, check_fractions, curve_distances
+
+DEFAULT_GENERATORS: tuple[str, ...] = ("rollout", "vit-lrp", "nograd-lrp")
+DEFAULT_METHODS: tuple[str, ...] = ("paper", "attention", "random")
+BASELINES: tuple[str, ...] = ("minplus", "rise", "lime", "avg")
+#: Methods that are not explainer plugins.
+BUILTIN_METHODS: tuple[str, ...] = ("paper", "attention", "random")
+
+
+@dataclass
+class EvalSettings:
+    """Everything that defines one evaluation run (``xfr evaluate``'s arguments)."""
+
+    pairs: Path
+    root: Path
+    out: Path
+    format: str = "auto"
+    folds: set[int] | None = None
+    verifier: Any = "default"
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    generators: tuple[str, ...] = DEFAULT_GENERATORS
+    limit: int | None = None
+    #: ``(i, k)``: this process does the pairs with ``index % k == i - 1`` (``i`` 1-based).
+    shard: tuple[int, int] | None = None
+    seed: int = 0
+    fractions: tuple[float, ...] = DEFAULT_FRACTIONS
+    #: True positives and true negatives (each) the baselines run on; ``None``: all.
+    baseline_limit: int | None = 100
+    #: Pairs per explanation batch.
+    batch_size: int = 32
+    #: Images per ``verifier.embed`` call of the curves.
+    embed_batch: int = 512
+    #: Per-method explainer options, e.g. ``{"rise": {"n_masks": 2000}}``.
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cache: Path | None = None
+    align_cache: Path | None = None
+    n_boot: int = 2000
+    progress: bool = True
+    #: The exact command line, recorded in ``command.txt``.
+    command: str = ""
+
+    def validate(self) -> None:
+        check_fractions(self.fractions)
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {self.limit}")
+        if self.baseline_limit is not None and self.baseline_limit < 1:
+            raise ValueError(f"--baseline-limit must be >= 1, got {self.baseline_limit}")
+        if self.batch_size < 1 or self.embed_batch < 1:
+            raise ValueError("batch sizes must be >= 1")
+        if self.shard is not None:
+            i, k = self.shard
+            if k < 1 or not 1 <= i <= k:
+                raise ValueError(f"--shard i/k needs 1 <= i <= k, got {i}/{k}")
+        if not self.methods:
+            raise ValueError("no methods to evaluate")
+        if {"paper", "attention"} & set(self.methods) and not self.generators:
+            raise ValueError("the paper and attention methods need at least one generator")
+        for name in self.options:
+            if name not in self.methods:
+                raise ValueError(f"options given for {name!r}, which is not among the methods "
+                                 f"{list(self.methods)}")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"2/4"`` -> ``(2, 4)`` (1-based shard index)."""
+    try:
+        i, k = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like i/k (e.g. 1/4), got {text!r}") from None
+    if k < 1 or not 1 <= i <= k:
+        raise ValueError(f"--shard i/k needs 1 <= i <= k, got {text!r}")
+    return i, k
+
+
+def interleave_limit(pairs: Sequence[Pair], limit: int | None) -> list[Pair]:
+    """The first ``limit`` pairs taking genuine and impostor pairs in turn (file order within
+    each), so that a small limit still has both kinds and a larger limit contains a smaller one.
+    """
+    if limit is None or limit >= len(pairs):
+        return list(pairs)
+    pos = [p for p in pairs if p.same]
+    neg = [p for p in pairs if not p.same]
+    out: list[Pair] = []
+    for i in range(max(len(pos), len(neg))):
+        out += ([pos[i]] if i < len(pos) else []) + ([neg[i]] if i < len(neg) else [])
+        if len(out) >= limit:
+            break
+    return out[:limit]
+
+
+def model_fingerprint(verifier: Any) -> str:
+    """SHA-1 of a verifier's kind, threshold and weights (its ``model``'s state dict)."""
+    import torch
+
+    h = hashlib.sha1()
+    h.update(str(getattr(verifier, "name", type(verifier).__name__)).encode())
+    h.update(repr(float(verifier.threshold)).encode())
+    h.update(repr(getattr(verifier, "flip", None)).encode())
+    model = getattr(verifier, "model", None)
+    if isinstance(model, torch.nn.Module):
+        for k, v in sorted(model.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    elif hasattr(verifier, "fingerprint"):
+        h.update(str(verifier.fingerprint).encode())
+    else:
+        h.update(repr(type(verifier)).encode())
+    return h.hexdigest()
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, path)
+
+
+def pair_seed(seed: int, key: str, what: str) -> int:
+    """A per-pair seed independent of batching and sharding."""
+    return int(hashlib.sha1(f"{seed}:{key}:{what}".encode()).hexdigest()[:8], 16)
+
+
+def random_maps(keys: Sequence[str], seed: int, size: tuple[int, int],
+                grid: int = 14) -> np.ndarray:
+    """The ``random`` reference: per pair two uniform ``grid x grid`` maps upsampled
+    bilinearly to ``size`` ``(N, 2, H, W)`` (probe, gallery)."""
+    import torch
+    import torch.nn.functional as F
+
+    small = np.stack([np.random.default_rng(pair_seed(seed, k, "random")).random((2, grid, grid))
+                      for k in keys]).astype(np.float32)
+    up = F.interpolate(torch.from_numpy(small), size=size, mode="bilinear", align_corners=False)
+    return up.numpy()
+
+
+@dataclass
+class PairInfo:
+    """A selected pair with its verification outcome."""
+
+    index: int
+    pair: Pair
+    key: str
+    distance: float
+    same: bool
+
+    def decision(self, threshold: float) -> str:
+        return "positive" if self.distance < threshold else "negative"
+
+
+@dataclass
+class Unit:
+    """One cached piece of work: an explainer run over some pairs, giving curves/scores."""
+
+    name: str
+    settings: dict[str, Any]
+    pairs: list[PairInfo]
+    compute: Callable[[list[PairInfo]], list[dict[str, Any]]]
+
+
+class Evaluation:
+    """One run of the evaluation; :meth:`run` computes what is missing and returns results."""
+
+    def __init__(self, settings: EvalSettings) -> None:
+        settings.validate()
+        self.s = settings
+        self.cache_root = Path(settings.cache or settings.out / "cache")
+        self.align_root = Path(settings.align_cache or self.cache_root / "aligned")
+        self.fractions = check_fractions(settings.fractions)
+        self.skipped: list[dict[str, str]] = []
+
+    # -- setup -----------------------------------------------------------------------------
+    def load_pairs(self) -> list[Pair]:
+        from xfr.data.pairs import read_pair_list, select_folds
+
+        pairs = select_folds(read_pair_list(self.s.pairs, self.s.root, self.s.format),
+                             self.s.folds)
+        pairs = interleave_limit(pairs, self.s.limit)
+        if not pairs:
+            raise ValueError("no pairs selected")
+        missing = [str(p) for pair in pairs for p in (pair.probe, pair.gallery) if not p.exists()]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} image file(s) of the pair list are missing "
+                                    f"under {self.s.root}, e.g. {missing[:3]}")
+        return pairs
+
+    def align(self, pairs: list[Pair]) -> tuple[dict[Path, np.ndarray], dict[Path, str]]:
+        """Aligned crops of every image (cached by file hash) and each file's SHA-1."""
+        from tqdm import tqdm
+
+        from xfr.align import AlignmentCache, file_digest
+
+        cache = AlignmentCache(self.align_root)
+        files = sorted({p for pair in pairs for p in (pair.probe, pair.gallery)})
+        crops: dict[Path, np.ndarray] = {}
+        digests: dict[Path, str] = {}
+        for f in tqdm(files, desc="aligning", disable=not self.s.progress, unit="img"):
+            digests[f] = file_digest(f)
+            try:
+                crops[f] = cache.get(f)
+            except ValueError as exc:  # NoFaceError / ImageError: reported, never silent
+                self.skipped.append({"file": str(f), "reason": f"{type(exc).__name__}: {exc}"})
+        return crops, digests
+
+    def verify(self, verifier: Any, pairs: list[Pair], crops: dict[Path, np.ndarray],
+               digests: dict[Path, str]) -> list[PairInfo]:
+        """Distances of every pair whose two faces were aligned (one batched embedding call)."""
+        from xfr.api import to_tensor
+
+        files = sorted(crops)
+        where = {f: i for i, f in enumerate(files)}
+        emb = verifier.embed(to_tensor(np.stack([crops[f] for f in files])))
+        infos: list[PairInfo] = []
+        for i, p in enumerate(pairs):
+            if p.probe not in where or p.gallery not in where:
+                self.skipped.append({"pair": f"{p.probe} | {p.gallery}",
+                                     "reason": "a face could not be aligned"})
+                continue
+            d = float(verifier.distance(emb[where[p.probe]][None], emb[where[p.gallery]][None])[0])
+            key = hashlib.sha1((digests[p.probe] + digests[p.gallery]).encode()).hexdigest()[:20]
+            infos.append(PairInfo(i, p, key, d, p.same))
+        return infos
+
+    # -- units ------------------------------------------------------------------------------
+    def _tensors(self, infos: list[PairInfo]) -> tuple[Any, Any]:
+        from xfr.api import to_tensor
+
+        probes = to_tensor(np.stack([self.crops[i.pair.probe] for i in infos]))
+        galleries = to_tensor(np.stack([self.crops[i.pair.gallery] for i in infos]))
+        return probes, galleries
+
+    def _curves(self, infos: list[PairInfo], probes: Any, galleries: Any,
+                maps: dict[int, np.ndarray]) -> dict[int, dict[str, list[float]]]:
+        """Deletion and insertion distances of the true positives/negatives among ``infos``
+        that have a map ``(2, H, W)`` in ``maps`` (keyed by position in ``infos``)."""
+        th = float(self.verifier.threshold)
+        out: dict[int, dict[str, list[float]]] = {}
+        for positive in (True, False):
+            idx = [j for j, info in enumerate(infos) if j in maps
+                   and info.same == positive and (info.distance < th) == positive]
+            if not idx:
+                continue
+            m = np.stack([maps[j] for j in idx]).astype(np.float32)
+            seeds = [pair_seed(self.s.seed, infos[j].key, "ties") for j in idx]
+            for mode in MODES:
+                d = curve_distances(self.verifier, probes[idx], galleries[idx], m[:, 0],
+                                    None if positive else m[:, 1], fractions=self.fractions,
+                                    mode=mode, seeds=seeds, batch_size=self.s.embed_batch)
+                for row, j in enumerate(idx):
+                    out.setdefault(j, {})[mode] = [float(x) for x in d[row]]
+        return out
+
+    def _paper_unit(self, generator: str) -> Unit:
+        opts = {"generator": generator, "selector": "fixed:oim",
+                **self.s.options.get("paper", {})}
+        curve_names = (f"paper-{generator}-oim", f"attention-{generator}")
+
+        def compute(infos: list[PairInfo]) -> list[dict[str, Any]]:
+            from xfr import registry
+
+            probes, galleries = self._tensors(infos)
+            explainer = registry.create("explainer", "paper")
+            expl = explainer.explain_pairs(self.verifier, probes, galleries, **opts)
+            heat = {j: e.heatmaps for j, e in enumerate(expl) if e.heatmaps is not None}
+            att = {j: e.attention_maps for j, e in enumerate(expl)
+                   if e.attention_maps is not None}
+            curves = {curve_names[0]: self._curves(infos, probes, galleries, heat),
+                      curve_names[1]: self._curves(infos, probes, galleries, att)}
+            records = []
+            for j, e in enumerate(expl):
+                records.append({
+                    "decision": e.decision, "distance": e.distance,
+                    "scores": {c.name: c.score for c in e.candidates},
+                    "removed_area": {c.name: c.removed_area for c in e.candidates},
+                    "strategy": e.strategy, "has_heatmap": e.heatmaps is not None,
+                    "curves": {name: curves[name][j] for name in curve_names
+                               if j in curves[name]},
+                })
+            return records
+
+        return Unit(f"paper-{generator}", {"explainer": "paper", **opts}, self.infos, compute)
+
+    def _random_unit(self) -> Unit:
+        def compute(infos: list[PairInfo]) -> list[dict[str, Any]]:
+            probes, galleries = self._tensors(infos)
+            maps = random_maps([i.key for i in infos], self.s.seed, tuple(probes.shape[-2:]))
+            curves = self._curves(infos, probes, galleries, dict(enumerate(maps)))
+            return [{"curves": {"random": curves[j]} if j in curves else {}}
+                    for j in range(len(infos))]
+
+        return Unit("random", {"grid": 14, "seed": self.s.seed}, self.curve_pairs, compute)
+
+    def _baseline_unit(self, name: str) -> Unit:
+        opts = dict(self.s.options.get(name, {}))
+
+        def compute(infos: list[PairInfo]) -> list[dict[str, Any]]:
+            from xfr import registry
+
+            probes, galleries = self._tensors(infos)
+            explainer = registry.create("explainer", name, **opts)
+            expl = explainer.explain_pairs(self.verifier, probes, galleries)
+            heat = {j: e.heatmaps for j, e in enumerate(expl) if e.heatmaps is not None}
+            curves = self._curves(infos, probes, galleries, heat)
+            return [{"has_heatmap": e.heatmaps is not None,
+                     "curves": {name: curves[j]} if j in curves else {}}
+                    for j, e in enumerate(expl)]
+
+        return Unit(name, {"explainer": name, **opts}, self.subset, compute)
+
+    def units(self) -> list[Unit]:
+        out: list[Unit] = []
+        if {"paper", "attention"} & set(self.s.methods):
+            out += [self._paper_unit(g) for g in self.s.generators]
+        if "random" in self.s.methods:
+            out.append(self._random_unit())
+        out += [self._baseline_unit(m) for m in self.s.methods if m not in BUILTIN_METHODS]
+        return out
+
+    def unit_dir(self, unit: Unit) -> Path:
+        settings = {**unit.settings, "fractions": [float(f) for f in self.fractions],
+                    "seed": self.s.seed, "fill": "zeros"}
+        return self.cache_root / self.fingerprint[:16] / f"{unit.name}-{_digest(settings)[:10]}"
+
+    def run_unit(self, unit: Unit) -> dict[str, dict[str, Any]]:
+        """Compute the missing pairs of ``unit`` (this shard's share); return every cached
+        record of the unit's pairs, keyed by pair key."""
+        from tqdm import tqdm
+
+        folder = self.unit_dir(unit)
+        mine = unit.pairs
+        if self.s.shard is not None:
+            i, k = self.s.shard
+            mine = [p for p in mine if p.index % k == i - 1]
+        todo = [p for p in mine if not (folder / f"{p.key}.json").exists()]
+        if todo:
+            with tqdm(total=len(mine), initial=len(mine) - len(todo), desc=unit.name,
+                      disable=not self.s.progress, unit="pair") as bar:
+                for s in range(0, len(todo), self.s.batch_size):
+                    chunk = todo[s : s + self.s.batch_size]
+                    for info, rec in zip(chunk, unit.compute(chunk), strict=True):
+                        rec = {"pair": [str(info.pair.probe), str(info.pair.gallery)],
+                               "same": info.same, **rec}
+                        _write_json(folder / f"{info.key}.json", rec)
+                    bar.update(len(chunk))
+        records = {}
+        for p in unit.pairs:
+            f = folder / f"{p.key}.json"
+            if f.exists():
+                records[p.key] = json.loads(f.read_text())
+        return records
+
+    # -- the run ----------------------------------------------------------------------------
+    def run(self) -> dict[str, Any] | None:
+        """Compute everything missing; return the results (``None`` for a shard process)."""
+        from xfr.api import load_verifier
+        from xfr.evaluation.results import summarise
+
+        pairs = self.load_pairs()
+        self.verifier = load_verifier(self.s.verifier)
+        self.fingerprint = model_fingerprint(self.verifier)
+        self.crops, digests = self.align(pairs)
+        self.infos = self.verify(self.verifier, pairs, self.crops, digests)
+        if not self.infos:
+            raise ValueError("no pair could be evaluated (no face aligned)")
+        th = float(self.verifier.threshold)
+        self.tp = [i for i in self.infos if i.same and i.distance < th]
+        self.tn = [i for i in self.infos if not i.same and i.distance >= th]
+        self.curve_pairs = self.tp + self.tn
+        rng = np.random.default_rng(self.s.seed)
+        lim = self.s.baseline_limit
+
+        def pick(xs: list[PairInfo]) -> list[PairInfo]:
+            if lim is None or lim >= len(xs):
+                return list(xs)
+            return [xs[j] for j in sorted(rng.choice(len(xs), lim, replace=False))]
+
+        self.subset = pick(self.tp) + pick(self.tn)
+        records = {u.name: self.run_unit(u) for u in self.units()}
+        if self.s.shard is not None:
+            return None
+        return summarise(self, records)
+
+
+__all__ = ["BASELINES", "DEFAULT_GENERATORS", "DEFAULT_METHODS", "EvalSettings", "Evaluation",
+           "PairInfo", "interleave_limit", "model_fingerprint", "pair_seed", "parse_shard",
+           "random_maps"]
