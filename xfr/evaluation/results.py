@@ -67,7 +67,7 @@ def accuracy_summary(distances: np.ndarray, same: np.ndarray, lfw_folds: np.ndar
         cross = {}
         for f in present:
             test = lfw_folds == f
-            r = kfold_accuracy(distances[test | ~test], same, folds=np.where(test, 1, 0))
+            r = kfold_accuracy(distances, same, folds=test.astype(np.int64))
             cross[str(f)] = {"threshold": r.thresholds[1], "accuracy": r.accuracies[1]}
         out["per_fold_cross"] = cross
     return out
