@@ -1,0 +1,293 @@
+"""Our LRP (REFERENCE.md, "Chefer, Gur & Wolf LRP for ViTs"): each rule against an autograd
+re-statement of Chefer et al.'s ``relprop``, and relevance conservation through whole random ViTs.
+
+Stated tolerances: in float64, relevance totals at every layer equal the starting relevance
+(the target score, ``start="score"``) to a relative 1e-6 (the 1e-9 division guards are the only
+leak); in float32 to 1e-4. The convolutional stem loses what falls on tokens whose stem features
+are all zero (only a bias left to explain them): at most 2 % of the absolute relevance there.
+"""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from xfr_plugins.attention.input_relevance import conv_relevance, input_relevance
+from xfr_plugins.attention.lrp import (
+    add_relevance,
+    check_alpha,
+    linear_alpha_beta,
+    linear_zb,
+    matmul_relevance,
+    readout_relevance,
+    safe_divide,
+)
+from xfr_plugins.attention.relevance import propagate
+from xfr_plugins.attention.targets import readout
+from xfr_plugins.attention.tracing import run_vit
+from xfr_plugins.verifiers.face_vit import FaceViTVerifier
+from xfr_plugins.verifiers.timm_vit import TimmViTVerifier
+
+torch.set_num_threads(1)
+
+#: Our guard keeps the denominator's sign, Chefer et al.'s adds +1e-9 whatever the sign: on
+#: random signed data the two differ where a denominator is near zero, by < 1e-5 relative.
+GUARD = {"rtol": 1e-5, "atol": 1e-9}
+
+
+# --- Chefer et al.'s relprop, re-stated with autograd (gradprop) as in their layers_ours.py --
+def _chefer_safe_divide(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    den = b.clamp(min=1e-9) + b.clamp(max=1e-9)
+    den = den + den.eq(0).type(den.type()) * 1e-9
+    return a / den * b.ne(0).type(b.type())
+
+
+def _chefer_linear(x: torch.Tensor, w: torch.Tensor, r: torch.Tensor, alpha: float) -> torch.Tensor:
+    beta = alpha - 1
+    pw, nw = w.clamp(min=0), w.clamp(max=0)
+    px = x.clamp(min=0).detach().requires_grad_(True)
+    nx = x.clamp(max=0).detach().requires_grad_(True)
+
+    def f(w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+        z1, z2 = F.linear(px, w1), F.linear(nx, w2)
+        s = _chefer_safe_divide(r, z1 + z2)
+        c1 = px * torch.autograd.grad(z1, px, s)[0]
+        c2 = nx * torch.autograd.grad(z2, nx, s)[0]
+        return c1 + c2
+
+    return (alpha * f(pw, nw) - beta * f(nw, pw)).detach()
+
+
+def _chefer_matmul(a: torch.Tensor, b: torch.Tensor, r: torch.Tensor):
+    a = a.detach().requires_grad_(True)
+    b = b.detach().requires_grad_(True)
+    z = a @ b
+    s = _chefer_safe_divide(r, z)
+    ga, gb = torch.autograd.grad(z, [a, b], s)
+    return (a * ga).detach() / 2, (b * gb).detach() / 2
+
+
+def _chefer_add(a: torch.Tensor, b: torch.Tensor, r: torch.Tensor):
+    z = a + b
+    s = _chefer_safe_divide(r, z)
+    ra, rb = a * s, b * s
+    sa, sb = ra.sum(), rb.sum()
+    fa = _chefer_safe_divide(sa.abs(), sa.abs() + sb.abs()) * r.sum()
+    fb = _chefer_safe_divide(sb.abs(), sa.abs() + sb.abs()) * r.sum()
+    return ra * _chefer_safe_divide(fa, ra.sum()), rb * _chefer_safe_divide(fb, rb.sum())
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 2.0])
+def test_linear_alpha_beta_equals_chefer_relprop_and_conserves(alpha: float) -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 7, 16, generator=g, dtype=torch.float64)
+    w = torch.randn(24, 16, generator=g, dtype=torch.float64)
+    r = torch.randn(4, 7, 24, generator=g, dtype=torch.float64)
+    ours = linear_alpha_beta(x, w, r, alpha)
+    torch.testing.assert_close(ours, _chefer_linear(x, w, r, alpha), **GUARD)
+    torch.testing.assert_close(ours.sum(-1), r.sum(-1), **GUARD)
+
+
+def test_matmul_rule_halves_between_operands_like_chefer() -> None:
+    g = torch.Generator().manual_seed(2)
+    a = torch.rand(2, 3, 9, 9, generator=g, dtype=torch.float64)  # probabilities
+    b = torch.randn(2, 3, 9, 5, generator=g, dtype=torch.float64)  # values
+    r = torch.randn(2, 3, 9, 5, generator=g, dtype=torch.float64)
+    ra, rb = matmul_relevance(a, b, r)
+    ca, cb = _chefer_matmul(a, b, r)
+    torch.testing.assert_close(ra, ca, **GUARD)
+    torch.testing.assert_close(rb, cb, **GUARD)
+    torch.testing.assert_close(ra.sum() + rb.sum(), r.sum(), **GUARD)
+    # Away from near-zero products, conservation is exact and each operand gets half.
+    b = b.abs() + 0.1
+    ra, rb = matmul_relevance(a, b, r)
+    torch.testing.assert_close(ra.sum() + rb.sum(), r.sum())
+    torch.testing.assert_close(ra.sum(), rb.sum())
+
+
+def test_residual_rule_matches_chefer_per_image_and_conserves() -> None:
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(3, 5, 8, generator=g, dtype=torch.float64)
+    b = torch.randn(3, 5, 8, generator=g, dtype=torch.float64)
+    r = torch.randn(3, 5, 8, generator=g, dtype=torch.float64)
+    ra, rb = add_relevance(a, b, r)
+    for i in range(3):  # Chefer et al. ran batch 1: per image, ours is theirs
+        ca, cb = _chefer_add(a[i:i + 1], b[i:i + 1], r[i:i + 1])
+        torch.testing.assert_close(ra[i:i + 1], ca, **GUARD)
+        torch.testing.assert_close(rb[i:i + 1], cb, **GUARD)
+    torch.testing.assert_close((ra + rb).flatten(1).sum(-1), r.flatten(1).sum(-1))
+
+
+def test_residual_rule_broadcasts_a_position_embedding() -> None:
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 5, 8, generator=g, dtype=torch.float64)
+    pos = torch.randn(1, 5, 8, generator=g, dtype=torch.float64)
+    r = torch.randn(2, 5, 8, generator=g, dtype=torch.float64)
+    rx, rp = add_relevance(x, pos, r)
+    assert rx.shape == rp.shape == r.shape
+    torch.testing.assert_close((rx + rp).flatten(1).sum(-1), r.flatten(1).sum(-1))
+
+
+def test_zb_rule_conserves_and_gives_padding_nothing() -> None:
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(2, 6, 12, generator=g, dtype=torch.float64) * 255
+    x[:, :, :3] = 0  # padding
+    inside = torch.ones(1, 1, 12, dtype=torch.float64)
+    inside[..., :3] = 0
+    w = torch.randn(10, 12, generator=g, dtype=torch.float64)
+    r = torch.randn(2, 6, 10, generator=g, dtype=torch.float64)
+    low = torch.zeros(2, 1, 1, dtype=torch.float64)
+    high = torch.full((2, 1, 1), 255.0, dtype=torch.float64)
+    rin = linear_zb(x, w, r, low * inside, high * inside)
+    torch.testing.assert_close(rin.sum(-1), r.sum(-1))
+    assert (rin[:, :, :3] == 0).all()
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_conv_rule_equals_the_linear_rule_on_unfolded_patches(alpha: float) -> None:
+    g = torch.Generator().manual_seed(6)
+    torch.manual_seed(6)
+    conv = torch.nn.Conv2d(4, 6, 3, stride=2, padding=1).double()
+    # Strictly positive inputs (a ReLU's output minus its zeros): with zeros, an output whose
+    # positive weights all meet zero inputs has nothing to pass its relevance to (alpha = 1).
+    x = torch.rand(2, 4, 9, 9, generator=g, dtype=torch.float64) + 0.1
+    out = conv(x).detach()
+    r = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    rin = conv_relevance(x, conv, r, alpha=alpha).detach()
+    cols = F.unfold(x, 3, padding=1, stride=2).transpose(1, 2)
+    ref = _chefer_linear(cols, conv.weight.detach().reshape(6, -1), r.flatten(2).transpose(1, 2),
+                         alpha)
+    folded = F.fold(ref.transpose(1, 2), (9, 9), 3, padding=1, stride=2)
+    torch.testing.assert_close(rin, folded, **GUARD)
+    torch.testing.assert_close(rin.flatten(1).sum(-1), r.flatten(1).sum(-1), **GUARD)
+
+
+def test_readout_rule_conserves_even_without_negative_contributions() -> None:
+    e = torch.randn(3, 8, dtype=torch.float64)
+    direction = F.normalize(e, dim=-1)  # the embedding along itself: all contributions >= 0
+    score = (e * direction).sum(-1)
+    for alpha in (1.0, 0.5):
+        r = readout_relevance(e, direction, score, alpha)
+        torch.testing.assert_close(r.sum(-1), score)
+        assert (r >= 0).all()
+
+
+def test_safe_divide_gives_zero_on_zero_denominators_and_no_nan() -> None:
+    a = torch.tensor([1.0, 2.0, 3.0])
+    b = torch.tensor([0.0, 2.0, -1e-12])
+    out = safe_divide(a, b)
+    assert out[0] == 0 and out[1] == pytest.approx(1.0) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_alpha_must_be_a_positive_finite_number(bad: float) -> None:
+    with pytest.raises(ValueError, match="alpha"):
+        check_alpha(bad)
+    with pytest.raises(TypeError, match="alpha"):
+        check_alpha("one")  # type: ignore[arg-type]
+
+
+# --- Whole models ---------------------------------------------------------------------------
+def _face_vit(patch: str, dtype: torch.dtype = torch.float64, seed: int = 0) -> FaceViTVerifier:
+    torch.manual_seed(seed)
+    v = FaceViTVerifier.load(None, patch=patch, dim=32, depth=3, heads=2, mlp_dim=64,
+                             num_classes=5)
+    v.model.to(dtype)
+    return v
+
+
+def _timm_vit(dtype: torch.dtype = torch.float64, **kw) -> TimmViTVerifier:
+    torch.manual_seed(0)
+    m = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=48, patch_size=8,
+                          embed_dim=32, depth=3, num_heads=2, num_classes=6, **kw)
+    return TimmViTVerifier(m.to(dtype))
+
+
+def _images(n: int, size: int, dtype: torch.dtype = torch.float64, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, 3, size, size, generator=g) * 255).to(dtype)
+
+
+def _check_conservation(verifier, images, target, alpha, rtol, reference=None):
+    trace = run_vit(verifier, images)
+    r = readout(verifier, trace.features, target, reference)
+    res = propagate(verifier.backbone, trace, r, alpha=alpha, start="score")
+    score = r.score.detach()
+    tol = rtol * score.abs().clamp(min=1.0)
+    assert (res.features.sum(-1) - score).abs().le(tol).all()
+    for i, totals in enumerate(res.block_totals):
+        for where, total in totals.items():
+            err = (total - score).abs()
+            assert err.le(tol).all(), f"block {i} {where}: {total} vs score {score}"
+    assert (res.tokens.flatten(1).sum(-1) - score).abs().le(tol).all()
+    return trace, res, score, tol
+
+
+@pytest.mark.parametrize("patch", ["p8s8", "p12s8"])
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+@pytest.mark.parametrize("target", ["logit", "embedding", "similarity"])
+def test_relevance_is_conserved_from_the_target_score_down_to_the_pixels(
+    patch: str, alpha: float, target: str
+) -> None:
+    v = _face_vit(patch)
+    x = _images(2, 112)
+    ref = torch.randn(2, 32, dtype=torch.float64) if target == "similarity" else None
+    trace, res, score, tol = _check_conservation(v, x, target, alpha, 1e-6, ref)
+    inp = input_relevance(v.backbone, trace, res.tokens, alpha)
+    assert inp.pixels.shape == x.shape
+    assert (inp.total() - score).abs().le(tol).all()
+    patches = inp.patches.flatten(1).sum(-1)
+    assert (inp.pixels.flatten(1).sum(-1) - patches).abs().le(tol).all()
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_relevance_is_conserved_through_the_conv_stem_up_to_dead_tokens(alpha: float) -> None:
+    v = _face_vit("conv")
+    x = _images(2, 112)
+    trace, res, score, tol = _check_conservation(v, x, "logit", alpha, 1e-6)
+    inp = input_relevance(v.backbone, trace, res.tokens, alpha)
+    leak = (inp.pixels.flatten(1).sum(-1) - inp.patches.flatten(1).sum(-1)).abs()
+    assert leak.le(0.02 * inp.patches.abs().flatten(1).sum(-1)).all()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"qkv_bias": True, "init_values": 0.1},  # layer-scale, biased qkv (timm's default ViT)
+        {"reg_tokens": 2, "no_embed_class": True, "qk_norm": True},
+    ],
+    ids=["plain", "qkv-bias-layerscale", "registers-qknorm"],
+)
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_relevance_is_conserved_on_timm_vits(options: dict, alpha: float) -> None:
+    v = _timm_vit(**options)
+    x = _images(2, 48)
+    trace, res, score, tol = _check_conservation(v, x, "logit", alpha, 1e-6)
+    inp = input_relevance(v.backbone, trace, res.tokens, alpha)
+    assert (inp.total() - score).abs().le(tol).all()
+
+
+def test_relevance_is_conserved_in_float32_within_1e_4() -> None:
+    v = _face_vit("p8s8", dtype=torch.float32)
+    _check_conservation(v, _images(2, 112, torch.float32), "logit", 1.0, 1e-4)
+
+
+def test_unit_start_puts_relevance_one_on_the_target() -> None:
+    v = _face_vit("p8s8")
+    trace = run_vit(v, _images(2, 112))
+    r = readout(v, trace.features, "logit")
+    res = propagate(v.backbone, trace, r, start="unit")
+    torch.testing.assert_close(res.tokens.flatten(1).sum(-1), torch.ones(2, dtype=torch.float64))
+
+
+def test_relevance_propagation_is_per_image() -> None:
+    v = _face_vit("p8s8")
+    x = _images(3, 112)
+    trace = run_vit(v, x)
+    res = propagate(v.backbone, trace, readout(v, trace.features, "logit"), alpha=0.5)
+    for i in range(3):
+        t1 = run_vit(v, x[i:i + 1])
+        r1 = propagate(v.backbone, t1, readout(v, t1.features, "logit"), alpha=0.5)
+        torch.testing.assert_close(r1.tokens[0], res.tokens[i])
