@@ -3,7 +3,6 @@ user errors as one clean line with exit status 2, tracebacks only with ``--debug
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
 import uuid
@@ -13,9 +12,6 @@ from pathlib import Path
 import pytest
 
 from xfr import cli
-
-#: Subprocesses run from here, so that ``-m``/``-c`` import the installed xfr, not the checkout.
-NEUTRAL_CWD = Path(__file__).resolve().parent
 
 COMMAND = """
 import argparse
@@ -117,12 +113,14 @@ def test_a_command_module_that_fails_to_import_is_left_out_with_a_warning(
     assert sorted(sub.choices) == ["plugins"]
 
 
-def test_no_command_prints_the_usage_and_exits_2() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "xfr"], capture_output=True, text=True, timeout=60, cwd=NEUTRAL_CWD
-    )
-    assert out.returncode == 2
-    assert "usage: xfr" in out.stderr and "plugins" in out.stderr
+def test_no_command_prints_the_usage_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Only 'plugins': the other commands' modules import torch, irrelevant here.
+    monkeypatch.setattr(cli, "COMMANDS", {"plugins": "xfr.commands.plugins"})
+    assert cli.main([]) == 2
+    err = capsys.readouterr().err
+    assert "usage: xfr" in err and "plugins" in err
 
 
 def test_the_console_script_is_the_cli_main() -> None:
@@ -133,3 +131,20 @@ def test_the_console_script_is_the_cli_main() -> None:
     ]
     assert script.value == "xfr.cli:main"
     assert script.load() is cli.main
+
+
+def test_running_one_command_imports_only_that_commands_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = f"xfrtest_cmd_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text("raise RuntimeError('imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("XFR_DISABLE_PLUGINS", "verifiers,attention,explainers")
+    monkeypatch.setattr(cli, "COMMANDS", {"plugins": "xfr.commands.plugins", "other": name})
+    assert cli.main(["--debug", "plugins", "--kind", "selector"]) == 0
+    captured = capsys.readouterr()
+    assert "metric" in captured.out
+    assert captured.err == ""  # the other module was never imported
+    assert cli.requested_command(["--debug", "plugins", "--json"]) == "plugins"
+    assert cli.requested_command(["--help"]) is None
+    assert cli.requested_command(["plugin"]) is None

@@ -3,7 +3,8 @@
 Each subcommand is a module listed in :data:`COMMANDS` with two functions,
 ``add_parser(subparsers)`` (adds its ``argparse`` sub-parser) and ``run(args) -> int``. A listed
 module that does not exist (yet) is left out silently; one that exists but fails to import is
-left out with a warning on stderr, so the other commands keep working.
+left out with a warning on stderr, so the other commands keep working. ``xfr COMMAND ...``
+imports only that command's module; ``xfr --help`` imports them all.
 
 User errors (``ValueError``, ``LookupError``, missing files, :class:`xfr.errors.UserError`) are
 printed as one line ``xfr: error: ...`` on stderr with exit status 2; ``--debug`` shows the
@@ -47,9 +48,11 @@ EXIT_USAGE = 2
 SUPPRESS_HELP = argparse.SUPPRESS
 
 
-def _load_commands() -> dict[str, ModuleType]:
+def _load_commands(only: str | None = None) -> dict[str, ModuleType]:
     modules: dict[str, ModuleType] = {}
     for name, module_name in COMMANDS.items():
+        if only is not None and name != only:
+            continue
         try:
             if importlib.util.find_spec(module_name) is None:
                 continue
@@ -65,8 +68,19 @@ def _load_commands() -> dict[str, ModuleType]:
     return modules
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser, with every available subcommand."""
+def requested_command(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (its first positional argument), if it is known."""
+    for arg in argv:
+        if arg == "--":
+            break
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every available subcommand, or with ``only`` that one (so that
+    ``xfr plugins`` does not import the modules of the other commands)."""
     parser = argparse.ArgumentParser(
         prog="xfr",
         description="Explainable face verification for Vision Transformers.",
@@ -76,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show full tracebacks instead of one-line errors"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in _load_commands().items():
+    for name, module in _load_commands(only).items():
         before = set(subparsers.choices)
         module.add_parser(subparsers)
         for added in set(subparsers.choices) - before:
@@ -100,8 +114,9 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=requested_command(arguments))
+    args = parser.parse_args(arguments)
     run = getattr(args, "_run", None)
     if run is None:
         parser.print_help(sys.stderr)
