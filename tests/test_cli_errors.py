@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from xfr import cli
+from xfr import cli, registry
 
 COMMAND = """
 import argparse
@@ -140,6 +140,7 @@ def test_running_one_command_imports_only_that_commands_module(
     (tmp_path / f"{name}.py").write_text("raise RuntimeError('imported')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("XFR_DISABLE_PLUGINS", "verifiers,attention,explainers")
+    monkeypatch.setattr(registry, "_default", None)  # a fresh default, restored afterwards
     monkeypatch.setattr(cli, "COMMANDS", {"plugins": "xfr.commands.plugins", "other": name})
     assert cli.main(["--debug", "plugins", "--kind", "selector"]) == 0
     captured = capsys.readouterr()
