@@ -391,3 +391,20 @@ def test_on_a_real_aligned_lfw_face_every_baseline_finds_the_box(lfw_root) -> No
         for side in (0, 1):
             h = r.heatmaps[side]
             assert h[~out.numpy()].mean() > 2.0 * h[out.numpy()].mean(), (m, side)
+
+
+@pytest.mark.parametrize("method", ["rise", "lime"])
+def test_the_public_api_explains_with_a_baseline_by_name(method: str) -> None:
+    """``xfr.explain(..., method=NAME)`` on 112x112 uint8 crops reaches the same explainer."""
+    import xfr
+
+    v = BoxVerifier(SMALL_BOX)
+    probe, gallery = positive_pair(SMALL_BOX)
+    crops = [x.round().to(torch.uint8).permute(1, 2, 0).numpy() for x in (probe, gallery)]
+    small = {"rise": {"n_masks": 200}, "lime": {"n_samples": 100}}[method]
+    r = xfr.explain(crops[0], crops[1], verifier=v, method=method, **small)
+    direct = registry.create("explainer", method, **small).explain_pairs(
+        BoxVerifier(SMALL_BOX), *(torch.from_numpy(c).permute(2, 0, 1).float()[None]
+                                  for c in crops))[0]
+    assert r.method == method and r.decision == "positive"
+    np.testing.assert_allclose(r.heatmaps, direct.heatmaps, atol=1e-6)
