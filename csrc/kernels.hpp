@@ -1,0 +1,84 @@
+// xfr kernels: the heatmap chain of the paper (Sec. 3.3 and REFERENCE.md "Mask combination"),
+// batched over [N, H, W] images, C++17, free of Python. The pybind11 module (bindings.cpp)
+// wraps these functions as xfr._kernels; xfr.kernels is the typed, validating facade.
+//
+// Conventions shared by every function:
+// - Images are C-contiguous, row-major; a batch is N images of H rows of W floats.
+// - Masks are bytes: zero is false, anything else true; masks written here are 0 or 1.
+// - Work is spread over the images with std::thread (set_num_threads); the calling thread
+//   takes part, so a batch of one image never starts a thread.
+// - Bad values (NaN, inf, out of range) and bad sizes throw std::invalid_argument naming the
+//   problem; nothing is written that the caller may rely on when an exception is thrown.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace xfr {
+
+struct Dims {
+  std::size_t n;  // images
+  std::size_t h;  // rows
+  std::size_t w;  // columns
+  std::size_t plane() const { return h * w; }
+  std::size_t size() const { return n * h * w; }
+};
+
+enum class SetOp { And, Or, Xor };
+enum class Strategy { Oim, Um, Nium };
+enum class Element { Rect, Ellipse };
+
+// One row of a structuring element: the columns [begin, end) are set.
+struct Span {
+  int begin;
+  int end;
+};
+
+// Threads used by the batched kernels: n >= 1 sets it, n == 0 restores the default (the CPUs
+// this process may run on).
+void set_num_threads(int n);
+int num_threads();
+int default_num_threads();
+
+// The rows of cv::getStructuringElement(shape, Size(width, height)) (anchor at the centre,
+// (width / 2, height / 2)), reproduced exactly, rounding included.
+std::vector<Span> structuring_element(Element shape, int width, int height);
+
+// The 1-D Gaussian g[i] = exp(-(i - (size - 1) / 2)^2 / (2 sigma^2)) normalised to sum 1
+// (computed in double like cv::getGaussianKernel, returned as float). The 2-D kernel of
+// gaussian() is the outer product g g^T, which also sums to 1.
+std::vector<float> gaussian_kernel(int size, double sigma);
+
+// Otsu threshold per image (256 bins) on level = uint8(float(255 * map)) (truncation, as
+// NumPy's astype(uint8)); maps must lie in [0, 1]. thresholds[i] is OpenCV's Otsu level t in
+// 0..255 and masks = level > t, as cv::threshold(level, THRESH_BINARY | THRESH_OTSU), whose
+// arithmetic is reproduced exactly. A constant map gives t = 0 (mask = level > 0).
+void otsu(const float* maps, Dims d, float* thresholds, std::uint8_t* masks);
+
+// out = a op b, elementwise.
+void combine(const std::uint8_t* a, const std::uint8_t* b, Dims d, SetOp op, std::uint8_t* out);
+
+// The heatmap values of a mask strategy, B1 = mask_p, B2 = mask_g, A1 = map_p, A2 = map_g:
+// OIM = (B1 A1 + B2 A2) / 2 inside B1 AND B2, N-IUM = B1 A1 + B2 A2 inside B1 XOR B2,
+// UM = OIM + N-IUM; zero elsewhere. Maps must be finite.
+void strategy_heatmap(const float* map_p, const float* map_g, const std::uint8_t* mask_p,
+                      const std::uint8_t* mask_g, Dims d, Strategy strategy, float* out);
+
+// Grayscale dilation equal to cv::dilate(src, getStructuringElement(shape, (width, height)))
+// with the default anchor and border (pixels outside the image never win). 1 <= width <= W,
+// 1 <= height <= H. Maps must be finite.
+void dilate(const float* maps, Dims d, Element shape, int width, int height, float* out);
+
+// Separable Gaussian correlation with gaussian_kernel(size, sigma) on rows and columns, anchor
+// size / 2, reflect-101 borders: cv::filter2D(src, -1, g g^T, BORDER_REFLECT_101).
+// 1 <= size <= min(H, W), sigma > 0. Maps must be finite.
+void gaussian(const float* maps, Dims d, int size, double sigma, float* out);
+
+// Fused per image: min-max normalise -> dilate (ellipse, dilate_w x dilate_h) -> gaussian
+// (gaussian_size, sigma) -> min-max normalise. A map that is constant at either min-max step
+// gives zeros.
+void smooth_heatmap(const float* maps, Dims d, int dilate_w, int dilate_h, int gaussian_size,
+                    double sigma, float* out);
+
+}  // namespace xfr
