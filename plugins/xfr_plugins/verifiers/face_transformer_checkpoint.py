@@ -178,7 +178,10 @@ def load_face_transformer(
     cfg = infer_config(state, heads=heads, dim_head=dim_head, with_head=with_head, **options)
     model = FaceViTModel(cfg)
     converted = convert_state_dict(state, with_head=with_head and cfg.num_classes > 0)
-    missing, unexpected = model.load_state_dict(converted, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(converted, strict=False)
+    except RuntimeError as exc:  # shape mismatches between the checkpoint's own tensors
+        raise ValueError(f"checkpoint does not fit its inferred architecture: {exc}") from None
     if missing or unexpected:
         raise ValueError(
             f"checkpoint does not fit: missing {sorted(missing)[:10]}, "

@@ -164,7 +164,10 @@ class TimmViTVerifier:
                 )
         if weights is not None:
             state = load_state_dict_file(weights)
-            missing, unexpected = module.load_state_dict(state, strict=False)
+            try:
+                missing, unexpected = module.load_state_dict(state, strict=False)
+            except RuntimeError as exc:  # shape mismatches
+                raise ValueError(f"{weights} does not fit the architecture: {exc}") from None
             if missing or unexpected:
                 raise ValueError(
                     f"{weights} does not fit the architecture: missing {sorted(missing)[:8]}, "
