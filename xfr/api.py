@@ -77,7 +77,7 @@ def prepare(images: Sequence[Any], size: int = 112) -> np.ndarray:
 
 
 def explain_pairs(pairs: Iterable[tuple[Any, Any]], verifier: str | Any = "default",
-                  method: str = "paper", *, batch_size: int = 32, progress: bool = False,
+                  method: str = "paper", *, pairs_per_batch: int = 32, progress: bool = False,
                   **options: Any) -> list[Explanation]:
     """Explain many (probe, gallery) pairs, one batched model call per stage and batch.
 
@@ -95,8 +95,8 @@ def explain_pairs(pairs: Iterable[tuple[Any, Any]], verifier: str | Any = "defau
     size = int(getattr(v, "input_size", 112))
     out: list[Explanation] = []
     with tqdm(total=len(pairs), disable=not progress, desc=f"explaining ({method})") as bar:
-        for s in range(0, len(pairs), batch_size):
-            chunk = pairs[s : s + batch_size]
+        for s in range(0, len(pairs), pairs_per_batch):
+            chunk = pairs[s : s + pairs_per_batch]
             probes = to_tensor(prepare([p for p, _ in chunk], size))
             galleries = to_tensor(prepare([g for _, g in chunk], size))
             out += explainer.explain_pairs(v, probes, galleries, **options)

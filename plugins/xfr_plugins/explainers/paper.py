@@ -37,6 +37,13 @@ def _faces_uint8(images: torch.Tensor) -> np.ndarray:
     return images.detach().cpu().clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+def embed_in_chunks(verifier: Any, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``verifier.embed`` over ``images`` in chunks of ``batch_size`` (bounded memory)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return torch.cat([verifier.embed(c) for c in images.split(batch_size)])
+
+
 def fill_images(images: torch.Tensor, fill: str) -> torch.Tensor:
     """What removed pixels become: zeros (the authors' code), the image's mean colour, or a
     strong blur of the image."""
@@ -111,7 +118,8 @@ class PaperExplainer:
 
         # 1. decision
         faces = torch.cat([probes, galleries])
-        emb = verifier.embed(faces)
+        bs = int(opts["batch_size"])
+        emb = embed_in_chunks(verifier, faces, bs)
         e_p, e_g = emb[:n], emb[n:]
         d = verifier.distance(e_p, e_g).double().cpu().numpy()
         threshold = float(verifier.threshold)
@@ -143,7 +151,7 @@ class PaperExplainer:
             m = torch.from_numpy(np.concatenate([cand_masks[s], cand_masks[s]])).to(faces.device)
             m = m[:, None].to(faces.dtype)
             masked.append(faces * (1 - m) + fill * m)
-        masked_emb = verifier.embed(torch.cat(masked)) if names else emb[:0]
+        masked_emb = embed_in_chunks(verifier, torch.cat(masked), bs) if names else emb[:0]
         per_strategy = {s: masked_emb[i * 2 * n:(i + 1) * 2 * n] for i, s in enumerate(names)}
 
         selector = registry.create("selector", opts["selector"])
@@ -206,4 +214,4 @@ def _check_pair_batch(probes: Any, galleries: Any) -> tuple[torch.Tensor, torch.
     return probes.float(), galleries.float()
 
 
-__all__: Sequence[str] = ["PaperExplainer", "fill_images"]
+__all__: Sequence[str] = ["PaperExplainer", "embed_in_chunks", "fill_images"]
