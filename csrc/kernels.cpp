@@ -483,9 +483,12 @@ XFR_INLINE void smooth_image_impl(const float* src, const DilatePlan& dplan, flo
   dilate_image_impl<NV>(src, dplan, pyramid, dptrs, dilated, dplan.wp);
   // min-max normalise after the dilation: x -> (x - lo) / (hi - lo) is non-decreasing, so it
   // commutes with the max exactly, and the rows are now in cache.
-  const v8f vlo = splat8(lo), vrange = splat8(hi - lo);
+  // (x - lo) / (hi - lo); when hi - lo overflows float (maps spanning more than FLT_MAX), all
+  // three terms are halved first (exact), so the result stays finite.
+  const float half = std::isfinite(hi - lo) ? 1.f : 0.5f;
+  const v8f vh = splat8(half), vlo = splat8(lo * half), vrange = splat8(hi * half - lo * half);
   for (std::size_t p = 0; p < H * dplan.wp; p += kLanes)
-    store8(dilated + p, (load8(dilated + p) - vlo) / vrange);
+    store8(dilated + p, (load8(dilated + p) * vh - vlo) / vrange);
   float lo2 = std::numeric_limits<float>::infinity(), hi2 = -lo2;
   gaussian_passes<NV>(dilated, dplan.wp, gplan, s,
                       [&](std::size_t y, const float* r) {

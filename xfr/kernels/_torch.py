@@ -136,10 +136,13 @@ def gaussian(maps: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
 
 
 def _min_max(x: torch.Tensor) -> torch.Tensor:
+    """(x - lo) / (hi - lo) per image, zeros where hi == lo; all terms halved first (exact) where
+    hi - lo overflows float32, as the compiled kernel does."""
     lo = x.amin(dim=(1, 2), keepdim=True)
     hi = x.amax(dim=(1, 2), keepdim=True)
     flat = ~(hi > lo)
-    out = (x - lo) / torch.where(flat, 1.0, hi - lo)
+    half = torch.where(torch.isfinite(hi - lo), 1.0, 0.5)
+    out = (x * half - lo * half) / torch.where(flat, 1.0, hi * half - lo * half)
     return torch.where(flat, 0.0, out)
 
 
