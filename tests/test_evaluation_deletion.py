@@ -135,6 +135,22 @@ def test_all_steps_of_all_pairs_go_through_few_large_embedding_calls():
     assert v.images_seen == 8 + 8 + 1 + 8 * 9
 
 
+def test_known_original_and_blank_embeddings_are_not_recomputed():
+    v = RegionVerifier()
+    probes, galleries = positive_pairs(8)
+    known = (v.embed(probes), v.embed(galleries))
+    blank = v.embed(torch.zeros_like(probes[:1]))[0]
+    expected = curve_distances(v, probes, galleries, maps_for(8, 1.0, 0.0))
+    v.calls = 0
+    d = curve_distances(v, probes, galleries, maps_for(8, 1.0, 0.0), embeddings=known,
+                        blank=blank)
+    assert v.calls == 1
+    np.testing.assert_allclose(d, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="rows"):
+        curve_distances(v, probes, galleries, maps_for(8, 1.0, 0.0),
+                        embeddings=(known[0][:2], known[1]))
+
+
 def test_unperturbed_and_blank_steps_equal_a_direct_embedding():
     v = RegionVerifier()
     probes, galleries = positive_pairs(2)

@@ -120,12 +120,16 @@ def _embed_steps(verifier: Any, images: torch.Tensor, ranks: torch.Tensor, count
 def curve_distances(verifier: Any, probes: torch.Tensor, galleries: torch.Tensor,
                     probe_maps: np.ndarray, gallery_maps: np.ndarray | None = None, *,
                     fractions: Sequence[float] = DEFAULT_FRACTIONS, mode: str = "deletion",
-                    seeds: Sequence[int] | None = None, batch_size: int = 512) -> np.ndarray:
+                    seeds: Sequence[int] | None = None, batch_size: int = 512,
+                    embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+                    blank: torch.Tensor | None = None) -> np.ndarray:
     """Distances ``(N, S)`` of every pair at every step of a deletion or insertion curve.
 
     Only the probes are perturbed when ``gallery_maps`` is ``None`` (positive pairs);
     otherwise both faces are, each by its own map (negative pairs). ``seeds`` (one per pair,
-    default ``0..N-1``) break ties among equal heatmap values.
+    default ``0..N-1``) break ties among equal heatmap values. ``embeddings`` (the
+    unperturbed probes' and galleries' embeddings) and ``blank`` (a zeroed image's embedding)
+    may be passed when already known, to save their embedding calls.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -139,8 +143,15 @@ def curve_distances(verifier: Any, probes: torch.Tensor, galleries: torch.Tensor
     seeds = list(range(n)) if seeds is None else list(seeds)
     counts = step_counts(fractions, h * w)
     probes, galleries = probes.float(), galleries.float()
-    e_p, e_g = verifier.embed(probes), verifier.embed(galleries)
-    blank = verifier.embed(torch.zeros_like(probes[:1]))[0]
+    if embeddings is None:
+        e_p, e_g = verifier.embed(probes), verifier.embed(galleries)
+    else:
+        e_p, e_g = embeddings
+        if e_p.shape[0] != n or e_g.shape[0] != n:
+            raise ValueError(f"embeddings must have {n} rows each, got {e_p.shape[0]} and "
+                             f"{e_g.shape[0]}")
+    if blank is None:
+        blank = verifier.embed(torch.zeros_like(probes[:1]))[0]
     ranks_p = torch.from_numpy(pixel_ranks(probe_maps, seeds)).to(probes.device)
     steps_p = _embed_steps(verifier, probes, ranks_p, counts, mode, batch_size, e_p, blank)
     if gallery_maps is None:

@@ -207,6 +207,9 @@ class Evaluation:
         self.align_root = Path(settings.align_cache or self.cache_root / "aligned")
         self.fractions = check_fractions(settings.fractions)
         self.skipped: list[dict[str, str]] = []
+        self._blank: Any = None
+        #: Embeddings of the unperturbed faces of the current batch, per subset of it.
+        self._originals: dict[tuple[int, ...], tuple[Any, Any]] = {}
 
     # -- setup -----------------------------------------------------------------------------
     def load_pairs(self) -> list[Pair]:
@@ -243,12 +246,15 @@ class Evaluation:
 
     def verify(self, verifier: Any, pairs: list[Pair], crops: dict[Path, np.ndarray],
                digests: dict[Path, str]) -> list[PairInfo]:
-        """Distances of every pair whose two faces were aligned (one batched embedding call)."""
+        """Distances of every pair whose two faces were aligned (batched embedding calls)."""
         from xfr.api import to_tensor
 
         files = sorted(crops)
         where = {f: i for i, f in enumerate(files)}
-        emb = verifier.embed(to_tensor(np.stack([crops[f] for f in files])))
+        import torch
+
+        emb = torch.cat([verifier.embed(to_tensor(np.stack([crops[f] for f in files[s : s + 256]])))
+                         for s in range(0, len(files), 256)])
         infos: list[PairInfo] = []
         for i, p in enumerate(pairs):
             if p.probe not in where or p.gallery not in where:
@@ -272,8 +278,12 @@ class Evaluation:
                 maps: dict[int, np.ndarray]) -> dict[int, dict[str, list[float]]]:
         """Deletion and insertion distances of the true positives/negatives among ``infos``
         that have a map ``(2, H, W)`` in ``maps`` (keyed by position in ``infos``)."""
+        import torch
+
         th = float(self.verifier.threshold)
         out: dict[int, dict[str, list[float]]] = {}
+        if self._blank is None:
+            self._blank = self.verifier.embed(torch.zeros_like(probes[:1]))[0]
         for positive in (True, False):
             idx = [j for j, info in enumerate(infos) if j in maps
                    and info.same == positive and (info.distance < th) == positive]
@@ -281,10 +291,15 @@ class Evaluation:
                 continue
             m = np.stack([maps[j] for j in idx]).astype(np.float32)
             seeds = [pair_seed(self.s.seed, infos[j].key, "ties") for j in idx]
+            key = tuple(idx)
+            if key not in self._originals:
+                self._originals[key] = (self.verifier.embed(probes[idx]),
+                                        self.verifier.embed(galleries[idx]))
             for mode in MODES:
                 d = curve_distances(self.verifier, probes[idx], galleries[idx], m[:, 0],
                                     None if positive else m[:, 1], fractions=self.fractions,
-                                    mode=mode, seeds=seeds, batch_size=self.s.embed_batch)
+                                    mode=mode, seeds=seeds, batch_size=self.s.embed_batch,
+                                    embeddings=self._originals[key], blank=self._blank)
                 for row, j in enumerate(idx):
                     out.setdefault(j, {})[mode] = [float(x) for x in d[row]]
         return out
@@ -298,6 +313,7 @@ class Evaluation:
             from xfr import registry
 
             probes, galleries = self._tensors(infos)
+            self._originals = {}
             explainer = registry.create("explainer", "paper")
             expl = explainer.explain_pairs(self.verifier, probes, galleries, **opts)
             heat = {j: e.heatmaps for j, e in enumerate(expl) if e.heatmaps is not None}
@@ -322,6 +338,7 @@ class Evaluation:
     def _random_unit(self) -> Unit:
         def compute(infos: list[PairInfo]) -> list[dict[str, Any]]:
             probes, galleries = self._tensors(infos)
+            self._originals = {}
             maps = random_maps([i.key for i in infos], self.s.seed, tuple(probes.shape[-2:]))
             curves = self._curves(infos, probes, galleries, dict(enumerate(maps)))
             return [{"curves": {"random": curves[j]} if j in curves else {}}
@@ -336,6 +353,7 @@ class Evaluation:
             from xfr import registry
 
             probes, galleries = self._tensors(infos)
+            self._originals = {}
             explainer = registry.create("explainer", name, **opts)
             expl = explainer.explain_pairs(self.verifier, probes, galleries)
             heat = {j: e.heatmaps for j, e in enumerate(expl) if e.heatmaps is not None}
