@@ -8,9 +8,12 @@ normalised attention maps A1, A2 (REFERENCE.md, "Mask combination"). The work is
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from xfr.kernels import SetOperation, StrategyName
 
 BOTH_DECISIONS: frozenset[str] = frozenset({"positive", "negative"})
 
@@ -25,11 +28,11 @@ class KernelMaskStrategy:
     """
 
     #: Registered name, also the ``strategy`` argument of ``xfr.kernels.strategy_heatmap``.
-    name: ClassVar[str]
+    name: ClassVar[StrategyName]
     #: The decisions this strategy may explain.
     decisions: ClassVar[frozenset[str]]
     #: The set operation of ``xfr.kernels.combine``: ``"and"``, ``"or"`` or ``"xor"``.
-    operation: ClassVar[str]
+    operation: ClassVar[SetOperation]
 
     def combine(self, mask_p: Any, mask_g: Any) -> np.ndarray:
         """The mask (``True`` = removed) applied to probe and gallery alike."""

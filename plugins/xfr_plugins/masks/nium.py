@@ -7,14 +7,17 @@ attention maps, i.e. what tells the two faces apart. Heatmap = B1 A1 + B2 A2 ins
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from xfr_plugins.masks._base import KernelMaskStrategy
+
+if TYPE_CHECKING:
+    from xfr.kernels import SetOperation, StrategyName
 
 
 class NonIntersectingUnifiedMask(KernelMaskStrategy):
     """N-IUM: symmetric difference of the two Otsu masks; explains negative decisions only."""
 
-    name: ClassVar[str] = "nium"
+    name: ClassVar[StrategyName] = "nium"
     decisions: ClassVar[frozenset[str]] = frozenset({"negative"})
-    operation: ClassVar[str] = "xor"
+    operation: ClassVar[SetOperation] = "xor"

@@ -8,14 +8,17 @@ paper's conclusion (Sec. 4, Tab. 1) is that OIM is the best strategy for both de
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from xfr_plugins.masks._base import BOTH_DECISIONS, KernelMaskStrategy
+
+if TYPE_CHECKING:
+    from xfr.kernels import SetOperation, StrategyName
 
 
 class OnlyIntersectionMask(KernelMaskStrategy):
     """OIM: intersection of the two Otsu masks, mean of the two maps inside it."""
 
-    name: ClassVar[str] = "oim"
+    name: ClassVar[StrategyName] = "oim"
     decisions: ClassVar[frozenset[str]] = BOTH_DECISIONS
-    operation: ClassVar[str] = "and"
+    operation: ClassVar[SetOperation] = "and"

@@ -7,14 +7,17 @@ one does ("when only one attention map contributes ... its value is directly use
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from xfr_plugins.masks._base import BOTH_DECISIONS, KernelMaskStrategy
+
+if TYPE_CHECKING:
+    from xfr.kernels import SetOperation, StrategyName
 
 
 class UnifiedMask(KernelMaskStrategy):
     """UM: union of the two Otsu masks."""
 
-    name: ClassVar[str] = "um"
+    name: ClassVar[StrategyName] = "um"
     decisions: ClassVar[frozenset[str]] = BOTH_DECISIONS
-    operation: ClassVar[str] = "or"
+    operation: ClassVar[SetOperation] = "or"
