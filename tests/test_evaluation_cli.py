@@ -72,6 +72,7 @@ def test_evaluate_writes_every_report_file_and_resumes_from_the_cache(tiny, tmp_
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     r = json.loads((out / "results.json").read_text())
     assert r["pairs"]["evaluated"] == 3 and r["pairs"]["folds"] == [1]
+    assert r["accuracy"]["pairs"] == 4  # accuracy on every pair of the folds, not the limit
     assert r["pairs"]["true_positives"] == 1 and r["pairs"]["true_negatives"] == 1
     for g in ("rollout", "vit-lrp", "nograd-lrp"):
         cells = r["table1"]["correct"][g]
@@ -125,6 +126,9 @@ def test_bad_arguments_are_one_line_errors(tiny, tmp_path, capsys):
     assert "fold(s) [7]" in capsys.readouterr().err
     assert evaluate(tiny, tmp_path / "o", "--option", "rise") == 2
     assert "METHOD.KEY=VALUE" in capsys.readouterr().err
+    assert evaluate(tiny, tmp_path / "o", "--methods", "random,minplus",
+                    "--option", "minplus.rounds=3") == 2
+    assert "minplus" in capsys.readouterr().err
     assert main(["evaluate", "--pairs", str(tmp_path / "none.txt"), "--root", str(tmp_path),
                  "--out", str(tmp_path / "o")]) == 2
     assert "no such pair list" in capsys.readouterr().err

@@ -83,6 +83,8 @@ def command_line(args: argparse.Namespace) -> str:
                         ("--cache", args.cache), ("--align-cache", args.align_cache)):
         if value is not None:
             parts += [flag, str(value)]
+    if tuple(args.curves) != ("deletion", "insertion"):
+        parts += ["--curves", ",".join(args.curves)]
     if args.steps:
         parts += ["--steps", ",".join(str(f) for f in args.steps)]
     for item in args.option:
@@ -119,6 +121,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of random choices (default 0)")
     p.add_argument("--steps", type=_fractions, default=None,
                    help="curve steps as fractions, default 0,0.1,...,1")
+    p.add_argument("--curves", type=_csv_list, default=("deletion", "insertion"),
+                   help="deletion and/or insertion (default both)")
     p.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="explainer option, e.g. rise.n_masks=2000 (repeatable)")
     p.add_argument("--batch-size", type=int, default=32, help="pairs per explanation batch")
@@ -147,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         pairs=args.pairs, root=args.root, out=args.out, format=args.format, folds=args.folds,
         verifier=args.verifier, methods=args.methods, generators=args.generators,
         limit=args.limit, shard=parse_shard(args.shard) if args.shard else None, seed=args.seed,
-        fractions=args.steps or DEFAULT_FRACTIONS,
+        fractions=args.steps or DEFAULT_FRACTIONS, curves=args.curves,
         baseline_limit=args.baseline_limit or None, batch_size=args.batch_size,
         options=parse_options(args.option), cache=args.cache, align_cache=args.align_cache,
         n_boot=args.bootstrap, progress=not args.no_progress, command=command)

@@ -16,7 +16,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from xfr.evaluation.deletion import MODES
 from xfr.evaluation.results import POLARITIES
 from xfr.evaluation.table1 import STRATEGIES
 
@@ -52,7 +51,8 @@ def command_text(r: dict[str, Any]) -> str:
         lines.append(f"model provenance: {json.dumps(prov, sort_keys=True)}")
     lines += [
         f"pairs: {p['file']} (format {p['format']}, images {p['root']}, folds {p['folds']}, "
-        f"limit {p['limit']}): {p['selected']} selected, {p['evaluated']} evaluated, "
+        f"limit {p['limit']}): {p['selected']} selected, {p['verified']} verified (accuracy), "
+        f"{p['evaluated']} explained ({p['limit_rule']} when limited), "
         f"{p['true_positives']} true positives, {p['true_negatives']} true negatives, "
         f"{len(p['skipped'])} skipped",
         f"seed: {r['seed']}",
@@ -158,7 +158,7 @@ def table1_markdown(r: dict[str, Any]) -> str:
 def curve_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for pairset, by_mode in r["curves"].items():
-        for mode in MODES:
+        for mode in by_mode:
             for pol in POLARITIES:
                 for method, c in by_mode[mode][pol].items():
                     row = {"pairs": pairset, "curve": mode, "decision": pol, "method": method,
@@ -183,7 +183,7 @@ def curves_markdown(r: dict[str, Any]) -> str:
               "subset": "The baselines' random subset (every method on the same pairs)"}
     for pairset, by_mode in r["curves"].items():
         lines += [f"## {titles.get(pairset, pairset)}", ""]
-        for mode in MODES:
+        for mode in by_mode:
             for pol in POLARITIES:
                 entries = by_mode[mode][pol]
                 if not entries:
@@ -209,6 +209,24 @@ def curves_markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _style(method: str, generators: list[str]) -> tuple[Any, str, str]:
+    """Colour, line style and marker: one colour per generator (paper OIM solid, its raw
+    attention dashed), grey dotted for random, other colours for the baselines."""
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab10"].colors
+    if method == "random":
+        return "0.5", ":", "x"
+    for i, g in enumerate(generators):
+        if method == f"paper-{g}-oim":
+            return palette[i % 10], "-", "o"
+        if method == f"attention-{g}":
+            return palette[i % 10], "--", "^"
+    others = ["minplus", "avg", "rise", "lime"]
+    k = others.index(method) if method in others else len(others) + sum(map(ord, method)) % 3
+    return palette[(len(generators) + k) % 10], "-.", "s"
+
+
 def plot_curves(r: dict[str, Any], out: Path) -> list[Path]:
     """One PNG per curve kind and decision (and per pair set)."""
     import matplotlib
@@ -219,16 +237,15 @@ def plot_curves(r: dict[str, Any], out: Path) -> list[Path]:
     written = []
     x = [100 * f for f in r["fractions"]]
     for pairset, by_mode in r["curves"].items():
-        for mode in MODES:
+        for mode in by_mode:
             for pol in POLARITIES:
                 entries = {m: c for m, c in by_mode[mode][pol].items() if c["n"]}
                 if not entries:
                     continue
                 fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=110)
                 for method, c in entries.items():
-                    style = ":" if method == "random" else ("--" if method.startswith(
-                        "attention-") else "-")
-                    ax.plot(x, c["curve"], style, marker="o", markersize=3,
+                    color, style, marker = _style(method, r["generators"])
+                    ax.plot(x, c["curve"], style, color=color, marker=marker, markersize=3,
                             label=f"{method} (AUC {c['auc']:.3f}, n={c['n']})")
                 metric = "Recall" if pol == "positive" else "TNR"
                 ax.set_xlabel(f"pixels {'removed' if mode == 'deletion' else 'revealed'} (%)")

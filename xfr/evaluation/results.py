@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from xfr.evaluation.bootstrap import bootstrap_ci
-from xfr.evaluation.deletion import MODES, auc, rate_curve
+from xfr.evaluation.deletion import auc, rate_curve
 from xfr.evaluation.table1 import GROUPINGS, PAPER_LFW, PairScores, table1
 from xfr.evaluation.verification import accuracy_at, kfold_accuracy
 
@@ -116,6 +116,7 @@ def summarise(ev: Any, records: dict[str, dict[str, dict[str, Any]]]) -> dict[st
     s = ev.s
     th = float(ev.verifier.threshold)
     infos = ev.infos
+    every = ev.all_infos
     fractions = np.asarray(ev.fractions)
     result: dict[str, Any] = {
         "command": s.command,
@@ -126,19 +127,22 @@ def summarise(ev: Any, records: dict[str, dict[str, dict[str, Any]]]) -> dict[st
         "model": model_record(s.verifier, ev.verifier, ev.fingerprint),
         "pairs": {"file": str(s.pairs), "root": str(s.root), "format": s.format,
                   "folds": sorted(s.folds) if s.folds else None, "limit": s.limit,
-                  "selected": len(infos) + sum(1 for x in ev.skipped if "pair" in x),
-                  "evaluated": len(infos), "true_positives": len(ev.tp),
+                  "selected": len(every) + sum(1 for x in ev.skipped if "pair" in x),
+                  "verified": len(every), "evaluated": len(infos),
+                  "limit_rule": "seeded random subset, half genuine and half impostor pairs",
+                  "true_positives": len(ev.tp),
                   "true_negatives": len(ev.tn), "skipped": ev.skipped},
         "seed": s.seed, "methods": list(s.methods), "generators": list(s.generators),
-        "options": s.options, "fractions": fractions.tolist(), "n_boot": s.n_boot,
+        "options": s.options, "curves_computed": list(s.curves),
+        "fractions": fractions.tolist(), "n_boot": s.n_boot,
         "baseline_subset": {"limit": s.baseline_limit,
                             "true_positives": sum(1 for i in ev.subset if i.same),
                             "true_negatives": sum(1 for i in ev.subset if not i.same),
                             "keys": [i.key for i in ev.subset]},
     }
     result["accuracy"] = accuracy_summary(
-        np.array([i.distance for i in infos]), np.array([i.same for i in infos]),
-        np.array([i.pair.fold for i in infos]), th)
+        np.array([i.distance for i in every]), np.array([i.same for i in every]),
+        np.array([i.pair.fold for i in every]), th)
 
     # Table 1
     t1: dict[str, Any] = {"paper_lfw_vit_lrp": {f"{d}/{m}": v for (d, m), v in PAPER_LFW.items()}}
@@ -167,14 +171,14 @@ def summarise(ev: Any, records: dict[str, dict[str, dict[str, Any]]]) -> dict[st
         sources[m] = m
 
     def curves_over(pairs: list[Any], methods: list[str]) -> dict[str, Any]:
-        out: dict[str, Any] = {mode: {pol: {} for pol in POLARITIES} for mode in MODES}
+        out: dict[str, Any] = {mode: {pol: {} for pol in POLARITIES} for mode in s.curves}
         for pol in POLARITIES:
             group = [i for i in pairs if i.same == (pol == "positive")]
             for name in methods:
                 recs = records.get(sources[name], {})
                 have = [recs[i.key]["curves"][name] for i in group
                         if i.key in recs and name in recs[i.key].get("curves", {})]
-                for mode in MODES:
+                for mode in s.curves:
                     dists = [h[mode] for h in have if mode in h]
                     summary = curve_summary(fractions, dists, th, pol == "positive",
                                             n_boot=s.n_boot, seed=s.seed)

@@ -60,6 +60,8 @@ class EvalSettings:
     shard: tuple[int, int] | None = None
     seed: int = 0
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS
+    #: Which curves: ``"deletion"`` and/or ``"insertion"``.
+    curves: tuple[str, ...] = MODES
     #: True positives and true negatives (each) the baselines run on; ``None``: all.
     baseline_limit: int | None = 100
     #: Pairs per explanation batch.
@@ -77,6 +79,9 @@ class EvalSettings:
 
     def validate(self) -> None:
         check_fractions(self.fractions)
+        unknown = set(self.curves) - set(MODES)
+        if unknown or not self.curves:
+            raise ValueError(f"--curves must name one or more of {MODES}, got {self.curves}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"--limit must be >= 1, got {self.limit}")
         if self.baseline_limit is not None and self.baseline_limit < 1:
@@ -108,20 +113,23 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, k
 
 
-def interleave_limit(pairs: Sequence[Pair], limit: int | None) -> list[Pair]:
-    """The first ``limit`` pairs taking genuine and impostor pairs in turn (file order within
-    each), so that a small limit still has both kinds and a larger limit contains a smaller one.
-    """
+def limit_pairs(pairs: Sequence[Pair], limit: int | None, seed: int = 0) -> list[int]:
+    """Indices (in file order) of a seeded random subset of ``limit`` pairs, genuine and
+    impostor pairs taken in turn so that half of each are kept. With the same seed a larger
+    limit contains a smaller one's pairs, so their cached results are reused."""
     if limit is None or limit >= len(pairs):
-        return list(pairs)
-    pos = [p for p in pairs if p.same]
-    neg = [p for p in pairs if not p.same]
-    out: list[Pair] = []
+        return list(range(len(pairs)))
+    rng = np.random.default_rng(seed)
+    pos = [i for i, p in enumerate(pairs) if p.same]
+    neg = [i for i, p in enumerate(pairs) if not p.same]
+    pos = [pos[j] for j in rng.permutation(len(pos))]
+    neg = [neg[j] for j in rng.permutation(len(neg))]
+    out: list[int] = []
     for i in range(max(len(pos), len(neg))):
         out += ([pos[i]] if i < len(pos) else []) + ([neg[i]] if i < len(neg) else [])
         if len(out) >= limit:
             break
-    return out[:limit]
+    return sorted(out[:limit])
 
 
 def model_fingerprint(verifier: Any) -> str:
@@ -217,7 +225,6 @@ class Evaluation:
 
         pairs = select_folds(read_pair_list(self.s.pairs, self.s.root, self.s.format),
                              self.s.folds)
-        pairs = interleave_limit(pairs, self.s.limit)
         if not pairs:
             raise ValueError("no pairs selected")
         missing = [str(p) for pair in pairs for p in (pair.probe, pair.gallery) if not p.exists()]
@@ -295,7 +302,7 @@ class Evaluation:
             if key not in self._originals:
                 self._originals[key] = (self.verifier.embed(probes[idx]),
                                         self.verifier.embed(galleries[idx]))
-            for mode in MODES:
+            for mode in self.s.curves:
                 d = curve_distances(self.verifier, probes[idx], galleries[idx], m[:, 0],
                                     None if positive else m[:, 1], fractions=self.fractions,
                                     mode=mode, seeds=seeds, batch_size=self.s.embed_batch,
@@ -375,7 +382,7 @@ class Evaluation:
 
     def unit_dir(self, unit: Unit) -> Path:
         settings = {**unit.settings, "fractions": [float(f) for f in self.fractions],
-                    "seed": self.s.seed, "fill": "zeros"}
+                    "seed": self.s.seed, "fill": "zeros", "curves": sorted(self.s.curves)}
         return self.cache_root / self.fingerprint[:16] / f"{unit.name}-{_digest(settings)[:10]}"
 
     def run_unit(self, unit: Unit) -> dict[str, dict[str, Any]]:
@@ -407,6 +414,24 @@ class Evaluation:
         return records
 
     # -- the run ----------------------------------------------------------------------------
+    def check_methods(self) -> None:
+        """Create every explainer once with its options, so that an unknown method or option
+        fails now, not after an hour of work."""
+        from xfr import registry
+
+        for name in self.s.methods:
+            if name in ("attention", "random"):
+                continue
+            opts = dict(self.s.options.get(name, {}))
+            if name == "paper":
+                opts.update(generator=self.s.generators[0], selector="fixed:oim")
+            try:
+                registry.create("explainer", name, **opts)
+            except TypeError as exc:
+                raise ValueError(f"explainer {name!r}: {exc}") from None
+        for g in self.s.generators if {"paper", "attention"} & set(self.s.methods) else ():
+            registry.create("attention", g)
+
     def run(self) -> dict[str, Any] | None:
         """Compute everything missing; return the results (``None`` for a shard process)."""
         from xfr.api import load_verifier
@@ -414,9 +439,13 @@ class Evaluation:
 
         pairs = self.load_pairs()
         self.verifier = load_verifier(self.s.verifier)
+        self.check_methods()
         self.fingerprint = model_fingerprint(self.verifier)
         self.crops, digests = self.align(pairs)
-        self.infos = self.verify(self.verifier, pairs, self.crops, digests)
+        # accuracy on every selected pair; explanations on the --limit subset
+        self.all_infos = self.verify(self.verifier, pairs, self.crops, digests)
+        chosen = set(limit_pairs(pairs, self.s.limit, self.s.seed))
+        self.infos = [i for i in self.all_infos if i.index in chosen]
         if not self.infos:
             raise ValueError("no pair could be evaluated (no face aligned)")
         th = float(self.verifier.threshold)
@@ -439,5 +468,5 @@ class Evaluation:
 
 
 __all__ = ["BASELINES", "DEFAULT_GENERATORS", "DEFAULT_METHODS", "EvalSettings", "Evaluation",
-           "PairInfo", "interleave_limit", "model_fingerprint", "pair_seed", "parse_shard",
+           "PairInfo", "limit_pairs", "model_fingerprint", "pair_seed", "parse_shard",
            "random_maps"]
