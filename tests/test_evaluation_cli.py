@@ -110,6 +110,13 @@ def test_shards_share_the_work_and_a_final_run_only_reports(tiny, tmp_path):
     assert evaluate(tiny, sharded, "--shard", "1/2", *common) == 0
     assert not (sharded / "results.json").exists()
     first = cache_state(sharded / "cache")
+    # --report-only reports the half that is done, and says so
+    assert evaluate(tiny, sharded, "--report-only", *common) == 0
+    assert cache_state(sharded / "cache") == first
+    r = json.loads((sharded / "results.json").read_text())
+    assert r["coverage"]["paper-rollout"] == {**r["coverage"]["paper-rollout"], "pairs": 8,
+                                              "done": 4}
+    assert "INCOMPLETE" in (sharded / "command.txt").read_text()
     assert evaluate(tiny, sharded, "--shard", "2/2", *common) == 0
     second = cache_state(sharded / "cache")
     assert len(first) < len(second)

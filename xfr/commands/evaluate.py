@@ -89,6 +89,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--steps", ",".join(str(f) for f in args.steps)]
     for item in args.option:
         parts += ["--option", item]
+    if args.report_only:
+        parts.append("--report-only")
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -131,6 +133,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--align-cache", type=Path, default=None,
                    help="aligned-face cache folder (default CACHE/aligned)")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--report-only", action="store_true",
+                   help="compute nothing: write the report from what the cache holds")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, type=Path, help="output folder")
 
@@ -154,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
         fractions=args.steps or DEFAULT_FRACTIONS, curves=args.curves,
         baseline_limit=args.baseline_limit or None, batch_size=args.batch_size,
         options=parse_options(args.option), cache=args.cache, align_cache=args.align_cache,
-        n_boot=args.bootstrap, progress=not args.no_progress, command=command)
+        n_boot=args.bootstrap, progress=not args.no_progress, command=command,
+        report_only=args.report_only)
     result = Evaluation(settings).run()
     if result is None:
         i, k = settings.shard or (1, 1)

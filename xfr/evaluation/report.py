@@ -63,6 +63,12 @@ def command_text(r: dict[str, Any]) -> str:
         f"{r['baseline_subset']['true_negatives']} true negatives "
         f"(seeded random draw, limit {r['baseline_subset']['limit']} each)",
     ]
+    incomplete = {u: c for u, c in r.get("coverage", {}).items() if c["done"] < c["pairs"]}
+    lines.append("coverage: " + ", ".join(f"{u} {c['done']}/{c['pairs']} pairs"
+                                          for u, c in r.get("coverage", {}).items()))
+    if incomplete:
+        lines.append("INCOMPLETE: the units above with fewer pairs done than planned are "
+                     "reported on the pairs done (--report-only or unfinished shards)")
     return "\n".join(lines) + "\n"
 
 

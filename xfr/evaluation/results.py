@@ -132,6 +132,7 @@ def summarise(ev: Any, records: dict[str, dict[str, dict[str, Any]]]) -> dict[st
                   "limit_rule": "seeded random subset, half genuine and half impostor pairs",
                   "true_positives": len(ev.tp),
                   "true_negatives": len(ev.tn), "skipped": ev.skipped},
+        "coverage": ev.coverage, "report_only": s.report_only,
         "seed": s.seed, "methods": list(s.methods), "generators": list(s.generators),
         "options": s.options, "curves_computed": list(s.curves),
         "fractions": fractions.tolist(), "n_boot": s.n_boot,

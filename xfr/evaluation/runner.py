@@ -74,6 +74,8 @@ class EvalSettings:
     align_cache: Path | None = None
     n_boot: int = 2000
     progress: bool = True
+    #: Compute nothing: report what the cache holds (missing pairs are counted, not hidden).
+    report_only: bool = False
     #: The exact command line, recorded in ``command.txt``.
     command: str = ""
 
@@ -396,7 +398,7 @@ class Evaluation:
             i, k = self.s.shard
             mine = [p for p in mine if p.index % k == i - 1]
         todo = [p for p in mine if not (folder / f"{p.key}.json").exists()]
-        if todo:
+        if todo and not self.s.report_only:
             with tqdm(total=len(mine), initial=len(mine) - len(todo), desc=unit.name,
                       disable=not self.s.progress, unit="pair") as bar:
                 for s in range(0, len(todo), self.s.batch_size):
@@ -461,7 +463,10 @@ class Evaluation:
             return [xs[j] for j in sorted(rng.choice(len(xs), lim, replace=False))]
 
         self.subset = pick(self.tp) + pick(self.tn)
-        records = {u.name: self.run_unit(u) for u in self.units()}
+        units = self.units()
+        records = {u.name: self.run_unit(u) for u in units}
+        self.coverage = {u.name: {"pairs": len(u.pairs), "done": len(records[u.name]),
+                                  "cache": str(self.unit_dir(u))} for u in units}
         if self.s.shard is not None:
             return None
         return summarise(self, records)
