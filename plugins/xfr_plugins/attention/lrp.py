@@ -45,8 +45,8 @@ EPS = 1e-9
 
 def safe_divide(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``a / b`` with ``b`` pushed 1e-9 away from zero (sign kept); 0 where ``b == 0``."""
-    den = b + torch.where(b >= 0, EPS, -EPS)
-    return torch.where(b == 0, torch.zeros_like(a), a / den)
+    out = a / torch.add(b, torch.sign(b), alpha=EPS)
+    return out.masked_fill_(b == 0, 0.0)
 
 
 def check_alpha(alpha: float) -> float:
@@ -60,12 +60,22 @@ def check_alpha(alpha: float) -> float:
     return value
 
 
-def _alpha_beta_share(
-    xp: torch.Tensor, xn: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, r: torch.Tensor
+def _share(
+    xp: torch.Tensor, xn: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, r: torch.Tensor,
+    sign: float,
 ) -> torch.Tensor:
-    z = F.linear(xp, w1) + F.linear(xn, w2)
-    s = safe_divide(r, z)
-    return xp * (s @ w1) + xn * (s @ w2)
+    """``x+ (s W1) + x- (s W2)`` with ``s = r / z``, ``z = x+ W1^T + x- W2^T``.
+
+    Every term of ``z`` has the sign ``sign`` (activators >= 0, inhibitors <= 0), so the guard
+    is a plain ``+- 1e-9``. Where ``z == 0`` every term is 0, and so is every contribution
+    (``x+_i W1_ji = 0`` exactly): the same as a zero-guarded division, without the masks.
+    """
+    z = F.linear(xp, w1)
+    z += F.linear(xn, w2)
+    z.add_(sign * EPS)
+    s = torch.div(r, z)
+    out = xp * (s @ w1)
+    return out.addcmul_(xn, s @ w2)
 
 
 def linear_alpha_beta(
@@ -79,11 +89,12 @@ def linear_alpha_beta(
     """
     wp, wn = weight.clamp(min=0), weight.clamp(max=0)
     xp, xn = x.clamp(min=0), x.clamp(max=0)
-    r = _alpha_beta_share(xp, xn, wp, wn, relevance)
+    r = _share(xp, xn, wp, wn, relevance, 1.0)
     if alpha == 1.0:
         return r
     beta = alpha - 1.0
-    return alpha * r - beta * _alpha_beta_share(xp, xn, wn, wp, relevance)
+    inh = _share(xp, xn, wn, wp, relevance, -1.0)
+    return r.mul_(alpha).sub_(inh, alpha=beta)
 
 
 def readout_relevance(
