@@ -1,13 +1,18 @@
-// xfr kernels, see kernels.hpp. Needs GCC or Clang (vector extensions). On x86 the hot loops
-// are compiled twice, for the baseline ISA and for AVX2, and picked at run time, so a plain
-// (non -march=native) build is fast on current CPUs. Compiled with -ffp-contract=off: no
-// multiply-add is fused behind our back, so Otsu's double arithmetic is OpenCV's, bit for bit.
+// xfr kernels, see kernels.hpp. Needs GCC or Clang (vector extensions).
+//
+// Every per-image routine is an always-inline template over the vector type V and is compiled
+// twice (XFR_MULTIVERSION): with 16-byte vectors for the baseline ISA (SSE2 on x86-64, NEON on
+// ARM) and with 32-byte vectors under target("avx2"); the AVX2 copy is picked at run time on
+// CPUs that have it, so a plain (non -march=native) build is fast on current CPUs.
+// Compiled with -ffp-contract=off: no multiply-add is fused behind our back, so Otsu's double
+// arithmetic is OpenCV's, bit for bit, whatever the target.
 #include "kernels.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <cfloat>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <limits>
@@ -30,85 +35,62 @@ namespace {
 
 #define XFR_INLINE inline __attribute__((always_inline))
 
+// Setting the environment variable XFR_KERNELS_BASELINE=1 (before the first call) forces the
+// baseline copies, so that tests can check both.
+bool baseline_forced() {
+  const char* e = std::getenv("XFR_KERNELS_BASELINE");
+  return e != nullptr && *e != '\0' && std::strcmp(e, "0") != 0;
+}
+
 #if defined(__x86_64__) || defined(__i386__)
 #define XFR_AVX2 __attribute__((target("avx2")))
 bool cpu_has_avx2() {
   static const bool yes = [] {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") != 0;
+    return __builtin_cpu_supports("avx2") != 0 && !baseline_forced();
   }();
   return yes;
 }
 #else
 #define XFR_AVX2
-bool cpu_has_avx2() { return false; }
+bool cpu_has_avx2() { return false && baseline_forced(); }
 #endif
 
 // ---------------------------------------------------------------------------------------------
-// 8 floats; on baseline x86-64 the compiler lowers each operation to two SSE instructions.
+// Vectors
 typedef float v8f __attribute__((vector_size(32)));
-constexpr std::size_t kLanes = 8;
+typedef float v4f __attribute__((vector_size(16)));
+typedef std::int32_t v8i __attribute__((vector_size(32)));
+typedef std::int32_t v4i __attribute__((vector_size(16)));
+typedef std::uint8_t v8b __attribute__((vector_size(8)));
+typedef std::uint8_t v4b __attribute__((vector_size(4)));
+
+template <class V> struct VecTypes;
+template <> struct VecTypes<v8f> { typedef v8i I; typedef v8b B; };
+template <> struct VecTypes<v4f> { typedef v4i I; typedef v4b B; };
+template <class V> using IntsOf = typename VecTypes<V>::I;
+template <class V> using BytesOf = typename VecTypes<V>::B;
+template <class V> constexpr std::size_t kLanesOf = sizeof(V) / sizeof(float);
+
+constexpr std::size_t kAlign = 8;  // row widths are padded to a multiple of 8 floats
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-XFR_INLINE v8f load8(const float* p) {
-  v8f v;
+template <class V> XFR_INLINE V vload(const float* p) {
+  V v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-XFR_INLINE void store8(float* p, v8f v) { std::memcpy(p, &v, sizeof v); }
-XFR_INLINE v8f splat8(float x) { return v8f{x, x, x, x, x, x, x, x}; }
+template <class V> XFR_INLINE void vstore(float* p, V v) { std::memcpy(p, &v, sizeof v); }
+template <class V> XFR_INLINE V vsplat(float x) { return V{} + x; }
 #if defined(__clang__)
-XFR_INLINE v8f max8(v8f a, v8f b) { return __builtin_elementwise_max(a, b); }
-XFR_INLINE v8f min8(v8f a, v8f b) { return __builtin_elementwise_min(a, b); }
+template <class V> XFR_INLINE V vmax(V a, V b) { return __builtin_elementwise_max(a, b); }
+template <class V> XFR_INLINE V vmin(V a, V b) { return __builtin_elementwise_min(a, b); }
 #else
-XFR_INLINE v8f max8(v8f a, v8f b) { return a > b ? a : b; }
-XFR_INLINE v8f min8(v8f a, v8f b) { return a < b ? a : b; }
+template <class V> XFR_INLINE V vmax(V a, V b) { return a > b ? a : b; }
+template <class V> XFR_INLINE V vmin(V a, V b) { return a < b ? a : b; }
 #endif
 
 std::size_t round_up(std::size_t x, std::size_t m) { return (x + m - 1) / m * m; }
-
-// True when every value is finite (exponent bits not all ones).
-typedef std::uint32_t v8u __attribute__((vector_size(32)));
-XFR_INLINE bool all_finite(const float* x, std::size_t n) {
-  const std::uint32_t e = 0x7f800000u;
-  const v8u ev = {e, e, e, e, e, e, e, e};
-  v8u bad = {};
-  std::size_t p = 0;
-  for (; p + kLanes <= n; p += kLanes) {
-    v8u u;
-    std::memcpy(&u, x + p, sizeof u);
-    bad |= (v8u)((u & ev) == ev);
-  }
-  std::uint32_t any = 0;
-  for (std::size_t l = 0; l < kLanes; ++l) any |= bad[l];
-  for (; p < n; ++p) {
-    std::uint32_t u;
-    std::memcpy(&u, x + p, sizeof u);
-    any |= static_cast<std::uint32_t>((u & e) == e);
-  }
-  return any == 0;
-}
-
-XFR_INLINE void min_max(const float* x, std::size_t n, float& lo, float& hi) {
-  std::size_t p = 0;
-  lo = hi = x[0];
-  if (n >= kLanes) {
-    v8f vlo = load8(x), vhi = vlo;
-    for (p = kLanes; p + kLanes <= n; p += kLanes) {
-      const v8f v = load8(x + p);
-      vlo = min8(vlo, v);
-      vhi = max8(vhi, v);
-    }
-    for (std::size_t l = 0; l < kLanes; ++l) {
-      lo = std::min(lo, vlo[l]);
-      hi = std::max(hi, vhi[l]);
-    }
-  }
-  for (; p < n; ++p) {
-    lo = std::min(lo, x[p]);
-    hi = std::max(hi, x[p]);
-  }
-}
 
 // Reflect-101 (OpenCV's BORDER_REFLECT_101, NumPy's "reflect"): -1 -> 1, n -> n - 2.
 // Valid for -n < p < 2n - 1, which the size checks guarantee.
@@ -130,6 +112,22 @@ std::string image_label(const char* name, std::size_t image) {
 void check_dims(Dims d) {
   if (d.n == 0) throw std::invalid_argument("empty batch: no images (N = 0)");
   if (d.h == 0 || d.w == 0) throw std::invalid_argument("empty images: H and W must be >= 1");
+}
+
+void check_element_size(int width, int height, Dims d, const char* what) {
+  if (width < 1 || height < 1)
+    throw std::invalid_argument(std::string(what) + " must be >= 1, got (" +
+                                std::to_string(width) + ", " + std::to_string(height) + ")");
+  if (static_cast<std::size_t>(width) > d.w || static_cast<std::size_t>(height) > d.h)
+    throw std::invalid_argument(std::string(what) + " (" + std::to_string(width) + ", " +
+                                std::to_string(height) + ") (width, height) is larger than the " +
+                                std::to_string(d.h) + "x" + std::to_string(d.w) + " images");
+}
+
+void check_gaussian(int size, double sigma, Dims d, const char* what) {
+  check_element_size(size, size, d, what);
+  if (!(sigma > 0) || !std::isfinite(sigma))
+    throw std::invalid_argument("sigma must be a finite number > 0, got " + std::to_string(sigma));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -190,17 +188,63 @@ void for_each_image(std::size_t n, double work_per_image, MakeWorker make_worker
   if (error) std::rethrow_exception(error);
 }
 
-// Compiles the always-inline body `name##_impl<wide>` twice: baseline (4 accumulators of 8
-// lanes, which fit the 16 SSE registers) and AVX2 (8 accumulators); `name` dispatches.
-#define XFR_MULTIVERSION(name, params, args)                          \
-  void name##_base params { name##_impl<4> args; }                     \
-  XFR_AVX2 void name##_avx2 params { name##_impl<8> args; }            \
-  void name params {                                                   \
-    if (cpu_has_avx2())                                                \
-      name##_avx2 args;                                                \
-    else                                                               \
-      name##_base args;                                                \
+// Compiles the always-inline body `name##_impl<V>` for 16-byte vectors (baseline) and 32-byte
+// vectors (AVX2); `name` dispatches on the CPU.
+#define XFR_MULTIVERSION(name, params, args)             \
+  void name##_base params { name##_impl<v4f> args; }      \
+  XFR_AVX2 void name##_avx2 params { name##_impl<v8f> args; } \
+  void name params {                                      \
+    if (cpu_has_avx2())                                   \
+      name##_avx2 args;                                   \
+    else                                                  \
+      name##_base args;                                   \
   }
+
+// ---------------------------------------------------------------------------------------------
+// Scans: finiteness (v - v is 0 for finite v, NaN for NaN and inf) and min / max.
+template <class V>
+XFR_INLINE bool finite_impl(const float* x, std::size_t n) {
+  constexpr std::size_t L = kLanesOf<V>;
+  V acc = {};
+  std::size_t p = 0;
+  for (; p + L <= n; p += L) {
+    const V v = vload<V>(x + p);
+    acc += v - v;
+  }
+  float s = 0.f;
+  for (std::size_t l = 0; l < L; ++l) s += acc[l];
+  for (; p < n; ++p) s += x[p] - x[p];
+  return s == 0.f;
+}
+
+template <class V>
+XFR_INLINE void min_max_impl(const float* x, std::size_t n, float& lo, float& hi) {
+  constexpr std::size_t L = kLanesOf<V>;
+  std::size_t p = 0;
+  lo = hi = x[0];
+  if (n >= L) {
+    V vlo = vload<V>(x), vhi = vlo;
+    for (p = L; p + L <= n; p += L) {
+      const V v = vload<V>(x + p);
+      vlo = vmin(vlo, v);
+      vhi = vmax(vhi, v);
+    }
+    for (std::size_t l = 0; l < L; ++l) {
+      lo = std::min(lo, vlo[l]);
+      hi = std::max(hi, vhi[l]);
+    }
+  }
+  for (; p < n; ++p) {
+    lo = std::min(lo, x[p]);
+    hi = std::max(hi, x[p]);
+  }
+}
+
+template <class V>
+XFR_INLINE void check_finite_impl(const float* x, std::size_t n, bool* ok) {
+  *ok = finite_impl<V>(x, n);
+}
+XFR_MULTIVERSION(check_finite, (const float* x, std::size_t n, bool* ok), (x, n, ok))
 
 // ---------------------------------------------------------------------------------------------
 // Otsu (OpenCV's getThreshVal_Otsu_8u, same operations in the same order)
@@ -229,36 +273,53 @@ double otsu_level(const std::uint32_t* h, std::size_t count) {
   return max_val;
 }
 
-typedef std::int32_t v8i __attribute__((vector_size(32)));
-typedef std::uint8_t v8b __attribute__((vector_size(8)));
-
-template <int>
-XFR_INLINE void otsu_image_impl(const float* src, std::size_t count, std::size_t image,
-                                std::uint8_t* levels, float* threshold, std::uint8_t* mask) {
-  // levels first (vectorised), then the histogram from bytes with four sub-histograms.
-  std::uint32_t bad = 0;
+// Levels uint8(float(255 * v)) by truncation; false when a value is outside [0, 1] or NaN.
+template <class V>
+XFR_INLINE void otsu_levels_impl(const float* __restrict src, std::size_t count,
+                                 std::uint8_t* __restrict levels, bool* ok) {
+  using I = IntsOf<V>;
+  using B = BytesOf<V>;
+  constexpr std::size_t L = kLanesOf<V>;
+  const V zero = vsplat<V>(0.f), one = vsplat<V>(1.f), k255 = vsplat<V>(255.f);
+  I bad = {};
   std::size_t q = 0;
-  {
-    const v8f zero = splat8(0.f), one = splat8(1.f), k255 = splat8(255.f);
-    v8i badv = {};
-    for (; q + kLanes <= count; q += kLanes) {
-      const v8f v = load8(src + q);
-      const v8i in = (v >= zero) & (v <= one);  // false for NaN
-      badv |= ~in;
-      const v8f c = (v8f)((v8i)v & in);
-      const v8b l = __builtin_convertvector(__builtin_convertvector(c * k255, v8i), v8b);
-      std::memcpy(levels + q, &l, sizeof l);
-    }
-    for (std::size_t l = 0; l < kLanes; ++l) bad |= static_cast<std::uint32_t>(badv[l]);
+  for (; q + L <= count; q += L) {
+    const V v = vload<V>(src + q);
+    const I in = (v >= zero) & (v <= one);  // false for NaN
+    bad |= ~in;
+    const V c = (V)((I)v & in);
+    const B l = __builtin_convertvector(__builtin_convertvector(c * k255, I), B);
+    std::memcpy(levels + q, &l, sizeof l);
   }
+  std::int32_t any = 0;
+  for (std::size_t l = 0; l < L; ++l) any |= bad[l];
   for (; q < count; ++q) {
     const float v = src[q];
     const bool in = (v >= 0.f) & (v <= 1.f);
-    bad |= static_cast<std::uint32_t>(!in);
+    any |= static_cast<std::int32_t>(!in);
     levels[q] = static_cast<std::uint8_t>(static_cast<int>((in ? v : 0.f) * 255.f));
   }
-  const bool ok = bad == 0;
-  std::uint32_t hist[4][256];
+  *ok = any == 0;
+}
+XFR_MULTIVERSION(otsu_levels,
+                 (const float* src, std::size_t count, std::uint8_t* levels, bool* ok),
+                 (src, count, levels, ok))
+
+void otsu_image(const float* src, std::size_t count, std::size_t image,
+                std::uint8_t* __restrict levels, float* threshold,
+                std::uint8_t* __restrict mask) {
+  bool ok;
+  otsu_levels(src, count, levels, &ok);
+  if (!ok) {
+    check_finite(src, count, &ok);
+    if (!ok) throw_not_finite("maps", image);
+    std::size_t p = 0;
+    while (p < count && src[p] >= 0.f && src[p] <= 1.f) ++p;
+    throw std::invalid_argument(image_label("maps", image) + " has a value outside [0, 1] (" +
+                                std::to_string(src[p]) +
+                                "): Otsu needs maps normalised to [0, 1]");
+  }
+  std::uint32_t hist[4][256];  // four sub-histograms: no store-to-load stalls
   std::memset(hist, 0, sizeof hist);
   std::size_t p = 0;
   for (; p + 4 <= count; p += 4) {
@@ -268,14 +329,6 @@ XFR_INLINE void otsu_image_impl(const float* src, std::size_t count, std::size_t
     ++hist[3][levels[p + 3]];
   }
   for (; p < count; ++p) ++hist[0][levels[p]];
-  if (!ok) {
-    if (!all_finite(src, count)) throw_not_finite("maps", image);
-    for (p = 0; p < count && src[p] >= 0.f && src[p] <= 1.f; ++p) {
-    }
-    throw std::invalid_argument(image_label("maps", image) + " has a value outside [0, 1] (" +
-                                std::to_string(src[p]) +
-                                "): Otsu needs maps normalised to [0, 1]");
-  }
   std::uint32_t h[256];
   for (int i = 0; i < 256; ++i) h[i] = hist[0][i] + hist[1][i] + hist[2][i] + hist[3][i];
   const double t = otsu_level(h, count);
@@ -283,16 +336,68 @@ XFR_INLINE void otsu_image_impl(const float* src, std::size_t count, std::size_t
   const auto level_t = static_cast<std::uint8_t>(t);
   for (p = 0; p < count; ++p) mask[p] = static_cast<std::uint8_t>(levels[p] > level_t);
 }
-XFR_MULTIVERSION(otsu_image,
-                 (const float* src, std::size_t count, std::size_t image, std::uint8_t* levels,
-                  float* threshold, std::uint8_t* mask),
-                 (src, count, image, levels, threshold, mask))
+
+// ---------------------------------------------------------------------------------------------
+// Mask combination and strategy values
+template <class V>
+XFR_INLINE void combine_image_impl(const std::uint8_t* __restrict x,
+                                   const std::uint8_t* __restrict y, std::size_t n, SetOp op,
+                                   std::uint8_t* __restrict o) {
+  switch (op) {
+    case SetOp::And:
+      for (std::size_t p = 0; p < n; ++p) o[p] = static_cast<std::uint8_t>((x[p] != 0) & (y[p] != 0));
+      break;
+    case SetOp::Or:
+      for (std::size_t p = 0; p < n; ++p) o[p] = static_cast<std::uint8_t>((x[p] != 0) | (y[p] != 0));
+      break;
+    case SetOp::Xor:
+      for (std::size_t p = 0; p < n; ++p) o[p] = static_cast<std::uint8_t>((x[p] != 0) ^ (y[p] != 0));
+      break;
+  }
+}
+XFR_MULTIVERSION(combine_image,
+                 (const std::uint8_t* x, const std::uint8_t* y, std::size_t n, SetOp op,
+                  std::uint8_t* o),
+                 (x, y, n, op, o))
+
+template <class V, bool InAnd, bool InXor>
+XFR_INLINE void strategy_loop(const float* __restrict a1, const float* __restrict a2,
+                              const std::uint8_t* __restrict b1, const std::uint8_t* __restrict b2,
+                              std::size_t n, float* __restrict o) {
+  // Branch-free with 0/1 factors (maps are finite, so 0 * a is a zero): B1 A1 + B2 A2 = s, then
+  // s / 2 where both masks are set and s where exactly one is. Exact: each sum adds a zero.
+  for (std::size_t p = 0; p < n; ++p) {
+    const float x = static_cast<float>(b1[p] != 0), y = static_cast<float>(b2[p] != 0);
+    const float s = x * a1[p] + y * a2[p];
+    const float both = x * y, one = x + y - 2.f * both;
+    o[p] = (InAnd ? both * (s * 0.5f) : 0.f) + (InXor ? one * s : 0.f);
+  }
+}
+
+// status: 0 done, 1 map_p not finite, 2 map_g not finite
+template <class V>
+XFR_INLINE void strategy_image_impl(const float* a1, const float* a2, const std::uint8_t* b1,
+                                    const std::uint8_t* b2, std::size_t n, Strategy strategy,
+                                    float* o, int* status) {
+  *status = !finite_impl<V>(a1, n) ? 1 : (!finite_impl<V>(a2, n) ? 2 : 0);
+  if (*status) return;
+  switch (strategy) {
+    case Strategy::Oim: strategy_loop<V, true, false>(a1, a2, b1, b2, n, o); break;
+    case Strategy::Um: strategy_loop<V, true, true>(a1, a2, b1, b2, n, o); break;
+    case Strategy::Nium: strategy_loop<V, false, true>(a1, a2, b1, b2, n, o); break;
+  }
+}
+XFR_MULTIVERSION(strategy_image,
+                 (const float* a1, const float* a2, const std::uint8_t* b1,
+                  const std::uint8_t* b2, std::size_t n, Strategy strategy, float* o,
+                  int* status),
+                 (a1, a2, b1, b2, n, strategy, o, status))
 
 // ---------------------------------------------------------------------------------------------
 // Dilation: per structuring-element row a 1-D max over a span. Each image row gets a pyramid
 // M_l[t] = max(R[t .. t + 2^l - 1]) of its -inf padded copy R; the max over a span of width w
 // is max(M_l[t], M_l[t + w - 2^l]) with 2^l <= w < 2^(l+1) (a sparse table). An output row is
-// then the max, over the element's rows, of two pyramid rows each.
+// then the max, over the element's rows, of one or two pyramid rows each.
 struct DilatePlan {
   int kw = 0, kh = 0, ax = 0, ay = 0;
   std::vector<Span> rows;
@@ -309,28 +414,40 @@ struct DilatePlan {
       level.push_back(l);
       levels = std::max(levels, l + 1);
     }
-    wp = round_up(W, kLanes);
-    stride = round_up(wp + static_cast<std::size_t>(kw) - 1 + kLanes, kLanes);
+    wp = round_up(W, kAlign);
+    stride = round_up(wp + static_cast<std::size_t>(kw) - 1 + kAlign, kAlign);
   }
   std::size_t scratch_floats() const { return static_cast<std::size_t>(levels) * h * stride; }
 };
 
-template <int NV>
-XFR_INLINE void dilate_image_impl(const float* src, const DilatePlan& plan, float* pyramid,
-                                  const float** ptrs, float* dst, std::size_t dst_stride) {
+struct DilateScratch {
+  std::vector<float> pyramid;
+  std::vector<const float*> ptrs;
+  explicit DilateScratch(const DilatePlan& p)
+      : pyramid(p.scratch_floats(), 0.f), ptrs(2 * static_cast<std::size_t>(p.kh)) {}
+};
+
+// Writes wp floats per row (the first W valid) to dst rows of dst_stride floats.
+template <class V>
+XFR_INLINE void dilate_image_impl(const float* src, const DilatePlan& plan, DilateScratch& s,
+                                  float* dst, std::size_t dst_stride) {
+  constexpr std::size_t L = kLanesOf<V>;
   const std::size_t H = plan.h, W = plan.w, S = plan.stride;
-  const std::size_t L = W + static_cast<std::size_t>(plan.kw) - 1;
+  const std::size_t len = W + static_cast<std::size_t>(plan.kw) - 1;
+  float* pyramid = s.pyramid.data();
+  const float** ptrs = s.ptrs.data();
   for (std::size_t y = 0; y < H; ++y) {
     float* r = pyramid + y * S;
     std::fill(r, r + plan.ax, kNegInf);
     std::memcpy(r + plan.ax, src + y * W, W * sizeof(float));
-    std::fill(r + plan.ax + W, r + L, kNegInf);
+    std::fill(r + plan.ax + W, r + len, kNegInf);
     for (int l = 1; l < plan.levels; ++l) {
       const std::size_t half = std::size_t{1} << (l - 1);
       const float* a = pyramid + (static_cast<std::size_t>(l - 1) * H + y) * S;
       float* m = pyramid + (static_cast<std::size_t>(l) * H + y) * S;
-      const std::size_t valid = L + 1 - 2 * half;  // t in [0, valid)
-      for (std::size_t t = 0; t < valid; t += kLanes) store8(m + t, max8(load8(a + t), load8(a + t + half)));
+      const std::size_t valid = len + 1 - 2 * half;  // t in [0, valid)
+      for (std::size_t t = 0; t < valid; t += L)
+        vstore<V>(m + t, vmax(vload<V>(a + t), vload<V>(a + t + half)));
     }
   }
   for (std::size_t y = 0; y < H; ++y) {
@@ -339,93 +456,103 @@ XFR_INLINE void dilate_image_impl(const float* src, const DilatePlan& plan, floa
       const std::ptrdiff_t yy = static_cast<std::ptrdiff_t>(y) + i - plan.ay;
       const int l = plan.level[static_cast<std::size_t>(i)];
       if (yy < 0 || yy >= static_cast<std::ptrdiff_t>(H) || l < 0) continue;
-      const Span s = plan.rows[static_cast<std::size_t>(i)];
-      const float* base = pyramid + (static_cast<std::size_t>(l) * H + static_cast<std::size_t>(yy)) * S;
-      ptrs[count++] = base + s.begin;
-      if (s.end - s.begin != (1 << l)) ptrs[count++] = base + s.end - (1 << l);
+      const Span sp = plan.rows[static_cast<std::size_t>(i)];
+      const float* base =
+          pyramid + (static_cast<std::size_t>(l) * H + static_cast<std::size_t>(yy)) * S;
+      ptrs[count++] = base + sp.begin;
+      if (sp.end - sp.begin != (1 << l)) ptrs[count++] = base + sp.end - (1 << l);
     }
     float* out = dst + y * dst_stride;
     std::size_t x = 0;
-    for (; x + 4 * kLanes <= plan.wp; x += 4 * kLanes) {  // four independent max chains
-      v8f a0 = load8(ptrs[0] + x), a1 = load8(ptrs[0] + x + 8), a2 = load8(ptrs[0] + x + 16),
-          a3 = load8(ptrs[0] + x + 24);
+    for (; x + 4 * L <= plan.wp; x += 4 * L) {  // four independent max chains
+      V a0 = vload<V>(ptrs[0] + x), a1 = vload<V>(ptrs[0] + x + L),
+        a2 = vload<V>(ptrs[0] + x + 2 * L), a3 = vload<V>(ptrs[0] + x + 3 * L);
       for (int k = 1; k < count; ++k) {
         const float* q = ptrs[k] + x;
-        a0 = max8(a0, load8(q));
-        a1 = max8(a1, load8(q + 8));
-        a2 = max8(a2, load8(q + 16));
-        a3 = max8(a3, load8(q + 24));
+        a0 = vmax(a0, vload<V>(q));
+        a1 = vmax(a1, vload<V>(q + L));
+        a2 = vmax(a2, vload<V>(q + 2 * L));
+        a3 = vmax(a3, vload<V>(q + 3 * L));
       }
-      store8(out + x, a0);
-      store8(out + x + 8, a1);
-      store8(out + x + 16, a2);
-      store8(out + x + 24, a3);
+      vstore<V>(out + x, a0);
+      vstore<V>(out + x + L, a1);
+      vstore<V>(out + x + 2 * L, a2);
+      vstore<V>(out + x + 3 * L, a3);
     }
-    for (; x < plan.wp; x += kLanes) {
-      v8f acc = load8(ptrs[0] + x);
-      for (int k = 1; k < count; ++k) acc = max8(acc, load8(ptrs[k] + x));
-      store8(out + x, acc);
+    for (; x < plan.wp; x += L) {
+      V acc = vload<V>(ptrs[0] + x);
+      for (int k = 1; k < count; ++k) acc = vmax(acc, vload<V>(ptrs[k] + x));
+      vstore<V>(out + x, acc);
     }
   }
 }
-XFR_MULTIVERSION(dilate_image,
-                 (const float* src, const DilatePlan& plan, float* pyramid, const float** ptrs,
-                  float* dst, std::size_t dst_stride),
-                 (src, plan, pyramid, ptrs, dst, dst_stride))
+
+template <class V>
+XFR_INLINE void dilate_checked_impl(const float* src, const DilatePlan& plan, DilateScratch& s,
+                                    float* dst, std::size_t dst_stride, bool* ok) {
+  *ok = finite_impl<V>(src, plan.h * plan.w);
+  if (*ok) dilate_image_impl<V>(src, plan, s, dst, dst_stride);
+}
+XFR_MULTIVERSION(dilate_checked,
+                 (const float* src, const DilatePlan& plan, DilateScratch& s, float* dst,
+                  std::size_t dst_stride, bool* ok),
+                 (src, plan, s, dst, dst_stride, ok))
 
 // ---------------------------------------------------------------------------------------------
 // Gaussian: out[x] = sum_j g[j] * base[j][x] over x in [0, width), width a multiple of 8. The
-// taps come pre-broadcast (g8: 8 copies of each); the row is cut into blocks of at most NV
-// vectors of accumulators, as even as possible, so that enough additions are in flight.
-template <int NV>
-XFR_INLINE void correlate_block(const float* const* base, const float* g8, int k, std::size_t x,
+// row is cut into blocks of at most 8 vectors of accumulators, as even as possible, so that
+// enough additions are in flight.
+template <class V, int NV>
+XFR_INLINE void correlate_block(const float* const* base, const float* g, int k, std::size_t x,
                                 float* out) {
-  v8f acc[NV];
-  for (int v = 0; v < NV; ++v) acc[v] = splat8(0.f);
+  constexpr std::size_t L = kLanesOf<V>;
+  V acc[NV];
+  for (int v = 0; v < NV; ++v) acc[v] = V{};
   for (int j = 0; j < k; ++j) {
-    const v8f gj = load8(g8 + kLanes * static_cast<std::size_t>(j));
+    const V gj = vsplat<V>(g[j]);
     const float* b = base[j] + x;
-    for (int v = 0; v < NV; ++v) acc[v] += gj * load8(b + kLanes * static_cast<std::size_t>(v));
+    for (int v = 0; v < NV; ++v) acc[v] += gj * vload<V>(b + L * static_cast<std::size_t>(v));
   }
-  for (int v = 0; v < NV; ++v) store8(out + x + kLanes * static_cast<std::size_t>(v), acc[v]);
+  for (int v = 0; v < NV; ++v) vstore<V>(out + x + L * static_cast<std::size_t>(v), acc[v]);
 }
 
-template <int NV>
-XFR_INLINE void correlate(const float* const* base, const float* g8, int k, std::size_t width,
+template <class V>
+XFR_INLINE void correlate(const float* const* base, const float* g, int k, std::size_t width,
                           float* out) {
-  const std::size_t vecs = width / kLanes;
-  const std::size_t blocks = (vecs + NV - 1) / NV;
+  constexpr std::size_t L = kLanesOf<V>;
+  constexpr std::size_t kMax = 8;
+  const std::size_t vecs = width / L;
+  const std::size_t blocks = (vecs + kMax - 1) / kMax;
   std::size_t x = 0;
   for (std::size_t b = 0; b < blocks; ++b) {
     const std::size_t nv = vecs / blocks + (b < vecs % blocks ? 1 : 0);
     switch (nv) {
-#define XFR_CASE(N) \
-  case N:           \
-    if constexpr (N <= NV) correlate_block<N>(base, g8, k, x, out); \
-    break;
-      XFR_CASE(1) XFR_CASE(2) XFR_CASE(3) XFR_CASE(4)
-      XFR_CASE(5) XFR_CASE(6) XFR_CASE(7) XFR_CASE(8)
-#undef XFR_CASE
-      default: break;
+      case 1: correlate_block<V, 1>(base, g, k, x, out); break;
+      case 2: correlate_block<V, 2>(base, g, k, x, out); break;
+      case 3: correlate_block<V, 3>(base, g, k, x, out); break;
+      case 4: correlate_block<V, 4>(base, g, k, x, out); break;
+      case 5: correlate_block<V, 5>(base, g, k, x, out); break;
+      case 6: correlate_block<V, 6>(base, g, k, x, out); break;
+      case 7: correlate_block<V, 7>(base, g, k, x, out); break;
+      default: correlate_block<V, 8>(base, g, k, x, out); break;
     }
-    x += nv * kLanes;
+    x += nv * L;
   }
 }
 
 struct GaussPlan {
   int k = 0, a = 0;
-  std::vector<float> g, g8;  // taps, and each tap 8 times
+  std::vector<float> g;
   std::size_t h = 0, w = 0, wp = 0;
   std::vector<std::size_t> col;  // reflect-101 source column of padded position t
 
   GaussPlan(int size, double sigma, std::size_t H, std::size_t W)
       : k(size), a(size / 2), g(gaussian_kernel(size, sigma)), h(H), w(W) {
-    wp = round_up(W, kLanes);
-    for (float x : g) g8.insert(g8.end(), kLanes, x);
+    wp = round_up(W, kAlign);
     for (std::size_t t = 0; t < W + static_cast<std::size_t>(k) - 1; ++t)
       col.push_back(reflect101(static_cast<std::ptrdiff_t>(t) - a, static_cast<std::ptrdiff_t>(W)));
   }
-  std::size_t padded_row() const { return wp + static_cast<std::size_t>(k) - 1 + kLanes; }
+  std::size_t padded_row() const { return wp + static_cast<std::size_t>(k) - 1 + kAlign; }
 };
 
 struct GaussScratch {
@@ -438,97 +565,91 @@ struct GaussScratch {
 
 // Horizontal then vertical pass over one image whose rows have src_stride floats. Each output
 // row (wp floats, the first W valid) goes to emit(y, row).
-template <int NV, class Emit>
+template <class V, class Emit>
 XFR_INLINE void gaussian_passes(const float* src, std::size_t src_stride, const GaussPlan& plan,
                                 GaussScratch& s, Emit emit) {
   const std::size_t H = plan.h, W = plan.w, wp = plan.wp;
   const std::size_t n_in = W + static_cast<std::size_t>(plan.k) - 1;
+  const std::size_t a = static_cast<std::size_t>(plan.a);
   float* row = s.row.data();
   const float** ptrs = s.ptrs.data();
   for (int j = 0; j < plan.k; ++j) ptrs[j] = row + j;
-  const std::size_t a = static_cast<std::size_t>(plan.a);
   for (std::size_t y = 0; y < H; ++y) {
     const float* in = src + y * src_stride;
     for (std::size_t t = 0; t < a; ++t) row[t] = in[plan.col[t]];
     std::memcpy(row + a, in, W * sizeof(float));
     for (std::size_t t = a + W; t < n_in; ++t) row[t] = in[plan.col[t]];
-    correlate<NV>(ptrs, plan.g8.data(), plan.k, wp, s.tmp.data() + y * wp);
+    correlate<V>(ptrs, plan.g.data(), plan.k, wp, s.tmp.data() + y * wp);
   }
   for (std::size_t y = 0; y < H; ++y) {
     for (int i = 0; i < plan.k; ++i)
-      ptrs[i] = s.tmp.data() +
-                reflect101(static_cast<std::ptrdiff_t>(y) + i - plan.a, static_cast<std::ptrdiff_t>(H)) * wp;
-    correlate<NV>(ptrs, plan.g8.data(), plan.k, wp, s.out.data());
+      ptrs[i] = s.tmp.data() + reflect101(static_cast<std::ptrdiff_t>(y) + i - plan.a,
+                                          static_cast<std::ptrdiff_t>(H)) * wp;
+    correlate<V>(ptrs, plan.g.data(), plan.k, wp, s.out.data());
     emit(y, s.out.data());
   }
 }
 
-template <int NV>
+template <class V>
 XFR_INLINE void gaussian_image_impl(const float* src, const GaussPlan& plan, GaussScratch& s,
-                                    float* dst) {
+                                    float* dst, bool* ok) {
   const std::size_t W = plan.w;
-  gaussian_passes<NV>(src, W, plan, s, [&](std::size_t y, const float* r) {
+  *ok = finite_impl<V>(src, plan.h * W);
+  if (!*ok) return;
+  gaussian_passes<V>(src, W, plan, s, [&](std::size_t y, const float* r) {
     std::memcpy(dst + y * W, r, W * sizeof(float));
   });
 }
 XFR_MULTIVERSION(gaussian_image,
-                 (const float* src, const GaussPlan& plan, GaussScratch& s, float* dst),
-                 (src, plan, s, dst))
+                 (const float* src, const GaussPlan& plan, GaussScratch& s, float* dst, bool* ok),
+                 (src, plan, s, dst, ok))
 
-template <int NV>
-XFR_INLINE void smooth_image_impl(const float* src, const DilatePlan& dplan, float* pyramid,
-                                  const float** dptrs, float* dilated, const GaussPlan& gplan,
-                                  GaussScratch& s, float lo, float hi, float* dst) {
+// ---------------------------------------------------------------------------------------------
+// The fused chain, all in the per-thread scratch (cache) of one image.
+template <class V>
+XFR_INLINE void smooth_image_impl(const float* src, const DilatePlan& dplan, DilateScratch& ds,
+                                  float* dilated, const GaussPlan& gplan, GaussScratch& gs,
+                                  float* dst, bool* ok) {
+  constexpr std::size_t L = kLanesOf<V>;
   const std::size_t W = gplan.w, H = gplan.h, plane = H * W;
-  dilate_image_impl<NV>(src, dplan, pyramid, dptrs, dilated, dplan.wp);
-  // min-max normalise after the dilation: x -> (x - lo) / (hi - lo) is non-decreasing, so it
-  // commutes with the max exactly, and the rows are now in cache.
-  // (x - lo) / (hi - lo); when hi - lo overflows float (maps spanning more than FLT_MAX), all
-  // three terms are halved first (exact), so the result stays finite.
+  *ok = finite_impl<V>(src, plane);
+  if (!*ok) return;
+  float lo, hi;
+  min_max_impl<V>(src, plane, lo, hi);
+  if (!(hi > lo)) {  // constant map: min-max normalisation is undefined -> zeros
+    std::fill(dst, dst + plane, 0.f);
+    return;
+  }
+  dilate_image_impl<V>(src, dplan, ds, dilated, dplan.wp);
+  // Min-max normalise after the dilation: x -> (x - lo) / (hi - lo) is non-decreasing, so it
+  // commutes with the max exactly, and the rows are now in cache. When hi - lo overflows float
+  // (maps spanning more than FLT_MAX) all three terms are halved first (exact).
   const float half = std::isfinite(hi - lo) ? 1.f : 0.5f;
-  const v8f vh = splat8(half), vlo = splat8(lo * half), vrange = splat8(hi * half - lo * half);
-  for (std::size_t p = 0; p < H * dplan.wp; p += kLanes)
-    store8(dilated + p, (load8(dilated + p) * vh - vlo) / vrange);
+  const V vh = vsplat<V>(half), vlo = vsplat<V>(lo * half), vr = vsplat<V>(hi * half - lo * half);
+  for (std::size_t p = 0; p < H * dplan.wp; p += L)
+    vstore<V>(dilated + p, (vload<V>(dilated + p) * vh - vlo) / vr);
   float lo2 = std::numeric_limits<float>::infinity(), hi2 = -lo2;
-  gaussian_passes<NV>(dilated, dplan.wp, gplan, s,
-                      [&](std::size_t y, const float* r) {
-                        float a, b;
-                        min_max(r, W, a, b);
-                        lo2 = std::min(lo2, a);
-                        hi2 = std::max(hi2, b);
-                        std::memcpy(dst + y * W, r, W * sizeof(float));
-                      });
+  gaussian_passes<V>(dilated, dplan.wp, gplan, gs, [&](std::size_t y, const float* r) {
+    float a, b;
+    min_max_impl<V>(r, W, a, b);
+    lo2 = std::min(lo2, a);
+    hi2 = std::max(hi2, b);
+    std::memcpy(dst + y * W, r, W * sizeof(float));
+  });
   if (!(hi2 > lo2)) {
     std::fill(dst, dst + plane, 0.f);
     return;
   }
   const float range = hi2 - lo2;
-  const v8f vlo2 = splat8(lo2), vrange2 = splat8(range);
+  const V vlo2 = vsplat<V>(lo2), vr2 = vsplat<V>(range);
   std::size_t p = 0;
-  for (; p + kLanes <= plane; p += kLanes) store8(dst + p, (load8(dst + p) - vlo2) / vrange2);
+  for (; p + L <= plane; p += L) vstore<V>(dst + p, (vload<V>(dst + p) - vlo2) / vr2);
   for (; p < plane; ++p) dst[p] = (dst[p] - lo2) / range;
 }
 XFR_MULTIVERSION(smooth_image,
-                 (const float* src, const DilatePlan& dplan, float* pyramid, const float** dptrs,
-                  float* dilated, const GaussPlan& gplan, GaussScratch& s, float lo, float hi,
-                  float* dst),
-                 (src, dplan, pyramid, dptrs, dilated, gplan, s, lo, hi, dst))
-
-void check_element_size(int width, int height, Dims d, const char* what) {
-  if (width < 1 || height < 1)
-    throw std::invalid_argument(std::string(what) + " must be >= 1, got (" +
-                                std::to_string(width) + ", " + std::to_string(height) + ")");
-  if (static_cast<std::size_t>(width) > d.w || static_cast<std::size_t>(height) > d.h)
-    throw std::invalid_argument(std::string(what) + " (" + std::to_string(width) + ", " +
-                                std::to_string(height) + ") (width, height) is larger than the " +
-                                std::to_string(d.h) + "x" + std::to_string(d.w) + " images");
-}
-
-void check_gaussian(int size, double sigma, Dims d, const char* what) {
-  check_element_size(size, size, d, what);
-  if (!(sigma > 0) || !std::isfinite(sigma))
-    throw std::invalid_argument("sigma must be a finite number > 0, got " + std::to_string(sigma));
-}
+                 (const float* src, const DilatePlan& dplan, DilateScratch& ds, float* dilated,
+                  const GaussPlan& gplan, GaussScratch& gs, float* dst, bool* ok),
+                 (src, dplan, ds, dilated, gplan, gs, dst, ok))
 
 }  // namespace
 
@@ -621,21 +742,8 @@ void combine(const std::uint8_t* a, const std::uint8_t* b, Dims d, SetOp op, std
   check_dims(d);
   const std::size_t plane = d.plane();
   for_each_image(d.n, static_cast<double>(plane), [&] {
-    return [&](std::size_t i) {
-      const std::uint8_t* x = a + i * plane;
-      const std::uint8_t* y = b + i * plane;
-      std::uint8_t* o = out + i * plane;
-      switch (op) {
-        case SetOp::And:
-          for (std::size_t p = 0; p < plane; ++p) o[p] = static_cast<std::uint8_t>((x[p] != 0) & (y[p] != 0));
-          break;
-        case SetOp::Or:
-          for (std::size_t p = 0; p < plane; ++p) o[p] = static_cast<std::uint8_t>((x[p] != 0) | (y[p] != 0));
-          break;
-        case SetOp::Xor:
-          for (std::size_t p = 0; p < plane; ++p) o[p] = static_cast<std::uint8_t>((x[p] != 0) ^ (y[p] != 0));
-          break;
-      }
+    return [a, b, out, plane, op](std::size_t i) {
+      combine_image(a + i * plane, b + i * plane, plane, op, out + i * plane);
     };
   });
 }
@@ -644,23 +752,13 @@ void strategy_heatmap(const float* map_p, const float* map_g, const std::uint8_t
                       const std::uint8_t* mask_g, Dims d, Strategy strategy, float* out) {
   check_dims(d);
   const std::size_t plane = d.plane();
-  const bool in_and = strategy != Strategy::Nium, in_xor = strategy != Strategy::Oim;
   for_each_image(d.n, 2.0 * static_cast<double>(plane), [&] {
-    return [&](std::size_t i) {
-      const float* a1 = map_p + i * plane;
-      const float* a2 = map_g + i * plane;
-      if (!all_finite(a1, plane)) throw_not_finite("map_p", i);
-      if (!all_finite(a2, plane)) throw_not_finite("map_g", i);
-      const std::uint8_t* b1 = mask_p + i * plane;
-      const std::uint8_t* b2 = mask_g + i * plane;
-      float* o = out + i * plane;
-      for (std::size_t p = 0; p < plane; ++p) {
-        const bool x = b1[p] != 0, y = b2[p] != 0;
-        const float s = (x ? a1[p] : 0.f) + (y ? a2[p] : 0.f);  // B1 A1 + B2 A2
-        const float both = in_and ? s / 2.f : 0.f;
-        const float one = in_xor ? s : 0.f;
-        o[p] = (x && y) ? both : ((x != y) ? one : 0.f);
-      }
+    return [=](std::size_t i) {
+      const std::size_t o = i * plane;
+      int status = 0;
+      strategy_image(map_p + o, map_g + o, mask_p + o, mask_g + o, plane, strategy, out + o,
+                     &status);
+      if (status) throw_not_finite(status == 1 ? "map_p" : "map_g", i);
     };
   });
 }
@@ -672,12 +770,11 @@ void dilate(const float* maps, Dims d, Element shape, int width, int height, flo
   const std::size_t plane = d.plane();
   const double work = static_cast<double>(plane) * (plan.levels + 2.0 * height);
   for_each_image(d.n, work, [&] {
-    return [&, pyramid = std::vector<float>(plan.scratch_floats(), 0.f),
-            ptrs = std::vector<const float*>(2 * static_cast<std::size_t>(height)),
-            rows = std::vector<float>(d.h * plan.wp)](std::size_t i) mutable {
-      const float* src = maps + i * plane;
-      if (!all_finite(src, plane)) throw_not_finite("maps", i);
-      dilate_image(src, plan, pyramid.data(), ptrs.data(), rows.data(), plan.wp);
+    return [&, s = DilateScratch(plan), rows = std::vector<float>(d.h * plan.wp)](
+               std::size_t i) mutable {
+      bool ok;
+      dilate_checked(maps + i * plane, plan, s, rows.data(), plan.wp, &ok);
+      if (!ok) throw_not_finite("maps", i);
       for (std::size_t y = 0; y < d.h; ++y)
         std::memcpy(out + i * plane + y * d.w, rows.data() + y * plan.wp, d.w * sizeof(float));
     };
@@ -691,9 +788,9 @@ void gaussian(const float* maps, Dims d, int size, double sigma, float* out) {
   const std::size_t plane = d.plane();
   for_each_image(d.n, 2.0 * size * static_cast<double>(plane), [&] {
     return [&, s = GaussScratch(plan)](std::size_t i) mutable {
-      const float* src = maps + i * plane;
-      if (!all_finite(src, plane)) throw_not_finite("maps", i);
-      gaussian_image(src, plan, s, out + i * plane);
+      bool ok;
+      gaussian_image(maps + i * plane, plan, s, out + i * plane, &ok);
+      if (!ok) throw_not_finite("maps", i);
     };
   });
 }
@@ -706,22 +803,14 @@ void smooth_heatmap(const float* maps, Dims d, int dilate_w, int dilate_h, int g
   const DilatePlan dplan(Element::Ellipse, dilate_w, dilate_h, d.h, d.w);
   const GaussPlan gplan(gaussian_size, sigma, d.h, d.w);
   const std::size_t plane = d.plane();
-  const double work = static_cast<double>(plane) * (2.0 * gaussian_size + dplan.levels + 2.0 * dilate_h);
+  const double work =
+      static_cast<double>(plane) * (2.0 * gaussian_size + dplan.levels + 2.0 * dilate_h);
   for_each_image(d.n, work, [&] {
-    return [&, pyramid = std::vector<float>(dplan.scratch_floats(), 0.f),
-            ptrs = std::vector<const float*>(2 * static_cast<std::size_t>(dilate_h)),
-            dilated = std::vector<float>(d.h * dplan.wp, 0.f),
-            s = GaussScratch(gplan)](std::size_t i) mutable {
-      const float* src = maps + i * plane;
-      float* dst = out + i * plane;
-      if (!all_finite(src, plane)) throw_not_finite("maps", i);
-      float lo, hi;
-      min_max(src, plane, lo, hi);
-      if (!(hi > lo)) {  // constant map: min-max normalisation is undefined -> zeros
-        std::fill(dst, dst + plane, 0.f);
-        return;
-      }
-      smooth_image(src, dplan, pyramid.data(), ptrs.data(), dilated.data(), gplan, s, lo, hi, dst);
+    return [&, ds = DilateScratch(dplan), dilated = std::vector<float>(d.h * dplan.wp, 0.f),
+            gs = GaussScratch(gplan)](std::size_t i) mutable {
+      bool ok;
+      smooth_image(maps + i * plane, dplan, ds, dilated.data(), gplan, gs, out + i * plane, &ok);
+      if (!ok) throw_not_finite("maps", i);
     };
   });
 }

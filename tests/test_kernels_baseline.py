@@ -1,0 +1,43 @@
+"""The compiled kernels exist twice, for the baseline ISA and for AVX2 (picked at run time);
+both copies give bit-identical results. XFR_KERNELS_BASELINE=1 forces the baseline copy in a
+fresh process, which is how this test reaches it on an AVX2 machine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+SCRIPT = """
+import sys
+import numpy as np
+from xfr import kernels
+rng = np.random.default_rng(4)
+maps = rng.random((3, 37, 53), dtype=np.float32)
+smooth = np.stack([np.outer(np.hanning(112), np.hanning(112)).astype(np.float32)] * 2)
+t, m = kernels.otsu(maps)
+np.savez(sys.argv[1], t=t, m=m,
+         c=kernels.combine(m, maps > 0.3, "xor"),
+         s=kernels.strategy_heatmap(maps, maps[::-1].copy(), m, maps > 0.3, "um"),
+         d=kernels.dilate(maps, (7, 4)), r=kernels.dilate(maps, 5, "rect"),
+         g=kernels.gaussian(maps, 30, 4.0), h=kernels.smooth_heatmap(maps, 8, 36, 5.0),
+         p=kernels.smooth_heatmap(smooth + maps[0, 0, 0]))
+"""
+
+
+def run(tmp_path: Path, baseline: bool) -> dict[str, np.ndarray]:
+    out = tmp_path / ("baseline.npz" if baseline else "default.npz")
+    env = dict(os.environ, XFR_KERNELS_BASELINE="1" if baseline else "0")
+    subprocess.run([sys.executable, "-c", SCRIPT, str(out)], check=True, env=env, timeout=120)
+    with np.load(out) as data:
+        return dict(data)
+
+
+def test_baseline_and_avx2_copies_give_identical_results(tmp_path: Path) -> None:
+    default, baseline = run(tmp_path, False), run(tmp_path, True)
+    assert default.keys() == baseline.keys()
+    for key in default:
+        np.testing.assert_array_equal(baseline[key], default[key], err_msg=key)
