@@ -35,10 +35,8 @@ def test_ten_thousand_calls_grow_memory_by_less_than_1_mib() -> None:
         kernels.dilate(maps, 3)
         kernels.gaussian(larger, 15, 3.0)
         kernels.smooth_heatmap(maps, 3, 9, 2.0)
-        try:
+        with pytest.raises(ValueError, match="NaN"):
             kernels.smooth_heatmap(bad, 3, 9, 2.0)
-        except ValueError:
-            pass
 
     kernels.set_num_threads(2)  # a thread is started and joined by the Gaussian of each round
     try:
@@ -50,5 +48,4 @@ def test_ten_thousand_calls_grow_memory_by_less_than_1_mib() -> None:
         grown = rss_bytes() - before
     finally:
         kernels.set_num_threads(0)
-    print(f"RSS grew by {grown / 1024:.0f} KiB")
     assert grown < 1 << 20, f"RSS grew by {grown / 1024:.0f} KiB"
