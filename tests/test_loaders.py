@@ -16,6 +16,7 @@ import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
+from xfr_plugins.attention.tracing import run_vit
 from xfr_plugins.verifiers.face_transformer_checkpoint import (
     convert_state_dict,
     infer_config,
@@ -243,8 +244,9 @@ def _timm_embedding(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(
-    "options", [{}, {"qkv_bias": True, "init_values": 0.1, "num_classes": 0}],
-    ids=["default", "layerscale-headless"],
+    "options",
+    [{}, {"qkv_bias": True, "init_values": 0.1, "num_classes": 0}, {"fc_norm": True}],
+    ids=["default", "layerscale-headless", "fc-norm"],
 )
 def test_wrapping_a_timm_vit_keeps_its_embeddings(options: dict) -> None:
     model = _timm_model(**options)
@@ -252,6 +254,9 @@ def test_wrapping_a_timm_vit_keeps_its_embeddings(options: dict) -> None:
     before = _timm_embedding(model, images)
     verifier = TimmViTVerifier(model)
     torch.testing.assert_close(verifier.embed(images), before, atol=1e-6, rtol=1e-5)
+    # the attention generators' explicit forward reaches the same embedding
+    traced = F.normalize(run_vit(verifier, images).features, dim=-1)
+    torch.testing.assert_close(traced, before, atol=1e-6, rtol=1e-5)
     assert verifier.grid_size == (4, 4) and verifier.input_size == 32
     d = verifier.distance(verifier.embed(images[:2]), verifier.embed(images[2:]))
     assert d.shape == (2,) and (d >= 0).all() and (d <= 4).all()

@@ -256,9 +256,9 @@ def test_relevance_is_conserved_through_the_conv_stem_up_to_dead_tokens(alpha: f
     [
         {},
         {"qkv_bias": True, "init_values": 0.1},  # layer-scale, biased qkv (timm's default ViT)
-        {"reg_tokens": 2, "no_embed_class": True, "qk_norm": True},
+        {"reg_tokens": 2, "no_embed_class": True, "qk_norm": True, "fc_norm": True},
     ],
-    ids=["plain", "qkv-bias-layerscale", "registers-qknorm"],
+    ids=["plain", "qkv-bias-layerscale", "registers-qknorm-fcnorm"],
 )
 @pytest.mark.parametrize("alpha", [1.0, 0.5])
 def test_relevance_is_conserved_on_timm_vits(options: dict, alpha: float) -> None:

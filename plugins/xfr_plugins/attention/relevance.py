@@ -1,7 +1,8 @@
 """Relevance propagation through a timm-structured ViT (Chefer, Gur & Wolf 2021, Sec. 3.2).
 
 Starting from the target's read-out (:mod:`targets`), relevance goes back through the final
-LayerNorm (passed through) to the CLS token of the last block's output, then block by block:
+LayerNorm (and timm's ``fc_norm``, if any; passed through) to the CLS token of the last block's
+output, then block by block:
 
     z = y + ls2(mlp(norm2(y)))        residual split (conserving), MLP: fc2, GELU, fc1
     y = x + ls1(attn(norm1(x)))       residual split, attention: proj, A @ v, q @ k^T, qkv

@@ -74,7 +74,8 @@ class Trace:
     block_inputs: list[torch.Tensor]  #: input of each block ``(N, T, C)``
     attentions: list[torch.Tensor]  #: each block's probabilities, after ``keep_attention``
     output: torch.Tensor  #: last block's output ``(N, T, C)``
-    features: torch.Tensor  #: CLS token through the final norm ``(N, C)``: the embedding
+    #: CLS token through the final norm (and timm's ``fc_norm``) ``(N, C)``: the embedding
+    features: torch.Tensor
     num_prefix: int
     grid: tuple[int, int]
 
@@ -276,6 +277,9 @@ def run_vit(
             x, probs, _ = block_forward(block, x)
             attentions.append(keep(probs))
         features = backbone.norm(x)[:, 0]
+        fc_norm = getattr(backbone, "fc_norm", None)  # timm's norm after pooling, if any
+        if fc_norm is not None:
+            features = fc_norm(features)
     grid = tuple(int(g) for g in verifier.grid_size)  # type: ignore[attr-defined]
     if patches.shape[1] != grid[0] * grid[1]:
         raise ValueError(

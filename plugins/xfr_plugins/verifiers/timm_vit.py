@@ -197,9 +197,10 @@ class TimmViTVerifier:
         return (images / 255.0 - mean[:, None, None]) / std[:, None, None]
 
     def class_logits(self, features: torch.Tensor) -> torch.Tensor | None:
+        """The classifier's logits of pre-logits ``features`` (None without a head)."""
         if not self.use_head or self.model.num_classes == 0:
             return None
-        return self.model.head(self.model.fc_norm(features))
+        return self.model.head(features)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Unnormalised pre-logits features (CLS after the final norm) of 0..255 images."""
