@@ -55,7 +55,7 @@ def render_figure(e: Explanation, path: str | Path, dpi: int = 110) -> Path:
     if e.masks is not None:
         cols.append("Otsu mask / chosen mask")
     cols.append("heatmap")
-    fig = Figure(figsize=(2.2 * len(cols), 5.4), dpi=dpi)
+    fig = Figure(figsize=(2.2 * len(cols), 5.2), dpi=dpi)
     axes = fig.subplots(2, len(cols), squeeze=False)
     chosen = None
     if e.strategy is not None:
@@ -88,7 +88,7 @@ def render_figure(e: Explanation, path: str | Path, dpi: int = 110) -> Path:
             if row == 0:
                 ax.set_title(what, fontsize=8)
     fig.suptitle(caption(e), fontsize=7)
-    fig.tight_layout(rect=(0, 0, 1, 0.86))
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.02, top=0.84, wspace=0.06, hspace=0.06)
     out = Path(path)
     fig.savefig(out, format="png")
     return out

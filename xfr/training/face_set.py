@@ -166,6 +166,9 @@ def teacher_embeddings(face_set: FaceSet, cache_dir: str | Path, teacher_name: s
         e0 = embed(x)
         e1 = embed(np.ascontiguousarray(x[..., ::-1])) if mirror else e0
         e = np.stack([e0, e1], axis=1)
+        if not np.isfinite(e).all():
+            raise FloatingPointError(f"teacher {teacher_name} gave non-finite embeddings "
+                                     f"for images {s}..{s + len(x) - 1}")
         done.append(e.astype(np.float32))
         bar.update(len(x))
         if len(done) % 20 == 0:

@@ -146,10 +146,10 @@ def run_default_recipe(*, student_factory: Callable[..., object],
     for folder in extra_folders:
         sets.append(build_face_set(list_face_files(folder, limit=extra_limit), cache,
                                    workers=workers))
-    teachers = [teacher_embeddings(split.train, cache, teacher_name, teacher_embed,
-                                   progress=progress)]
-    teachers += [teacher_embeddings(fs, cache, teacher_name, teacher_embed, mirror=False,
-                                    progress=progress) for fs in sets[1:]]
+    # The teacher sees each image once; a mirrored training view keeps the image's target
+    # (a face and its mirror image are the same person), halving the teacher's cost.
+    teachers = [teacher_embeddings(fs, cache, teacher_name, teacher_embed, mirror=False,
+                                   progress=progress) for fs in sets]
     data = training_data(sets, teachers)
     labels, n_classes = cosface_labels(data.labels)
     data = TrainData(data.crops, labels, data.teacher)

@@ -48,9 +48,16 @@ class SFaceVerifier:
         self.batch_size = batch_size
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
+        # One image per forward: OpenCV's DNN returns NaN rows, at random, for batches of this
+        # int8 model (seen with OpenCV 4.14); single images are exact and about as fast.
+        out = np.empty((len(batch), 128), np.float32)
         with self._lock:
-            self._net.setInput(batch)
-            return np.asarray(self._net.forward(), dtype=np.float32).copy()
+            for i in range(len(batch)):
+                self._net.setInput(batch[i : i + 1])
+                out[i] = np.asarray(self._net.forward(), dtype=np.float32)[0]
+        if not np.isfinite(out).all():
+            raise FloatingPointError("SFace returned non-finite embeddings")
+        return out
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         images = _check_images(images, self.input_size)
