@@ -88,7 +88,7 @@ def test_batched_explanations_equal_one_by_one(lfw_faces):
         assert alone.decision == together[i].decision
         assert alone.strategy == together[i].strategy
         np.testing.assert_allclose(alone.attention_maps, together[i].attention_maps, atol=1e-5)
-        for a, b in zip(alone.candidates, together[i].candidates):
+        for a, b in zip(alone.candidates, together[i].candidates, strict=True):
             assert a.name == b.name and a.eligible == b.eligible
             np.testing.assert_array_equal(a.mask, b.mask)
             for k in a.distances:
@@ -130,7 +130,8 @@ def test_bad_images_are_rejected_with_a_clear_error(bad, message):
     v = tiny_vit()
     ok = torch.zeros(max(1, bad.shape[0]), 3, 112, 112)
     with pytest.raises(ValueError, match=message):
-        registry.create("explainer", "paper").explain_pairs(v, bad, ok[: bad.shape[0]] if bad.shape[0] else bad)
+        gallery = ok[: bad.shape[0]] if bad.shape[0] else bad
+        registry.create("explainer", "paper").explain_pairs(v, bad, gallery)
 
 
 def test_unknown_option_and_black_box_verifier_are_named():

@@ -45,7 +45,8 @@ def test_training_loss_falls_on_a_tiny_synthetic_set(tmp_path):
     cfg = TrainConfig(out=str(tmp_path), epochs=15, batch_size=16, lr=3e-3, warmup_steps=3,
                       threads=1, eval_every_steps=10**9, log_every_steps=5)
     log = train(v.model, data, cfg, progress=False)
-    losses = [json.loads(line)["loss"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    losses = [json.loads(line)["loss"] for line in lines]
     assert log["done"] and log["step"] == 30
     assert losses[-1] < 0.8 * losses[0], losses
 

@@ -125,7 +125,8 @@ def detect(image: np.ndarray) -> np.ndarray:
     # YuNet works best on moderate sizes; large photos are shrunk for detection.
     if max(h, w) > 1024:
         scale = 1024 / max(h, w)
-        image = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        size = (round(w * scale), round(h * scale))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         h, w = image.shape[:2]
     bgr = np.ascontiguousarray(image[:, :, ::-1])
     _, faces = _detector(w, h).detect(bgr)

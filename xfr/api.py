@@ -70,7 +70,7 @@ def prepare(images: Sequence[Any], size: int = 112) -> np.ndarray:
     from xfr.align import align
 
     crops = [align(im) for im in images]
-    for im, c in zip(images, crops):
+    for im, c in zip(images, crops, strict=True):
         if c.shape[:2] != (size, size):
             raise ValueError(f"aligned crop of {im!r} is {c.shape[:2]}, the verifier needs {size}")
     return np.stack(crops)

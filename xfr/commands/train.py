@@ -17,7 +17,8 @@ def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("train", help="train a face ViT by distillation (resumable)",
                               description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--lfw", help="LFW root with pairs.txt (default: $XFR_LFW or ../shared/data/lfw)")
+    p.add_argument("--lfw",
+                   help="LFW root with pairs.txt (default: $XFR_LFW or ../shared/data/lfw)")
     p.add_argument("--extra", action="append", default=[],
                    help="extra folder of faces without identities (repeatable), e.g. FairFace")
     p.add_argument("--extra-limit", type=int, default=None,

@@ -73,7 +73,8 @@ def read_pairs(pairs_file: str | Path, images: str | Path | None = None) -> list
         try:
             if len(parts) == 3:
                 name, a, b = parts[0], int(parts[1]), int(parts[2])
-                out.append(Pair(image_path(folder, name, a), image_path(folder, name, b), True, fold))
+                probe, gallery = image_path(folder, name, a), image_path(folder, name, b)
+                out.append(Pair(probe, gallery, True, fold))
             elif len(parts) == 4:
                 n1, a, n2, b = parts[0], int(parts[1]), parts[2], int(parts[3])
                 out.append(Pair(image_path(folder, n1, a), image_path(folder, n2, b), False, fold))

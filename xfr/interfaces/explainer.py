@@ -1,4 +1,4 @@
-"""The explainer contract: a verifier and face pairs in, :class:`~xfr.explanation.Explanation` out."""
+"""The explainer contract: a verifier and face pairs in, an ``Explanation`` per pair out."""
 
 from __future__ import annotations
 

@@ -100,7 +100,8 @@ def build_face_set(files: Sequence[tuple[str, Path]], cache_dir: str | Path, *,
     cache.mkdir(parents=True, exist_ok=True)
     paths = [str(f) for _, f in files]
     crops = np.lib.format.open_memmap(
-        cache / "crops.tmp.npy", mode="w+", dtype=np.uint8, shape=(len(paths), CROP_SIZE, CROP_SIZE, 3)
+        cache / "crops.tmp.npy", mode="w+", dtype=np.uint8,
+        shape=(len(paths), CROP_SIZE, CROP_SIZE, 3)
     )
     ok = np.zeros(len(paths), bool)
     skipped: list[tuple[str, str]] = []

@@ -36,7 +36,8 @@ def check_disjoint(train_files: Sequence[str], eval_pairs: Sequence[Pair]) -> No
         identity_of(p.gallery) for p in eval_pairs}
     leaked = sorted({Path(f).parent.name for f in train_files} & eval_names)
     if leaked:
-        raise ValueError(f"{len(leaked)} evaluation identities in the training set, e.g. {leaked[:5]}")
+        raise ValueError(
+            f"{len(leaked)} evaluation identities in the training set, e.g. {leaked[:5]}")
 
 
 def lfw_split(lfw_root: str | Path, cache: str | Path, eval_folds: Sequence[int] = (9, 10),
@@ -60,7 +61,8 @@ def eval_crops(pairs: Sequence[Pair], cache: str | Path, workers: int = 2) -> tu
     row = {f: i for i, f in enumerate(fs.files)}
     missing = [p for p in paths if p not in row]
     if missing:
-        raise ValueError(f"{len(missing)} evaluation images could not be aligned, e.g. {missing[0]}")
+        raise ValueError(
+            f"{len(missing)} evaluation images could not be aligned, e.g. {missing[0]}")
     a = np.array([row[str(p.probe)] for p in pairs])
     b = np.array([row[str(p.gallery)] for p in pairs])
     same = np.array([p.same for p in pairs])

@@ -1,4 +1,5 @@
-"""Built-in verifiers: ``face-vit`` (the Face Transformer family) and black boxes (``sface``)."""
+"""Built-in verifiers: ``face-vit`` (xfr's format), ``face-transformer`` (the public Face
+Transformer checkpoints), ``timm-vit`` (any timm ViT) and the black box ``sface``."""
 
 from __future__ import annotations
 
@@ -26,6 +27,16 @@ def _timm_vit(source: Any = None, **options: Any) -> Any:
     return TimmViTVerifier.load(source, **options)
 
 
+def _face_transformer(source: Any = None, **options: Any) -> Any:
+    if source is None:
+        raise ValueError("face-transformer needs a checkpoint: "
+                         "create('verifier', 'face-transformer:/path/to/Backbone_VIT.pth')")
+    from xfr_plugins.verifiers.face_transformer_checkpoint import load_face_transformer
+
+    return load_face_transformer(source, **options)
+
+
 @hookimpl
 def xfr_verifiers() -> Mapping[str, Any]:
-    return {"face-vit": _face_vit, "sface": _sface, "timm-vit": _timm_vit}
+    return {"face-vit": _face_vit, "face-transformer": _face_transformer, "sface": _sface,
+            "timm-vit": _timm_vit}

@@ -80,7 +80,8 @@ class FaceViTConfig:
 
     def validate(self) -> None:
         if self.patch not in PATCH_EMBEDDINGS:
-            raise ValueError(f"unknown patch embedding {self.patch!r}; known: {sorted(PATCH_EMBEDDINGS)}")
+            known = sorted(PATCH_EMBEDDINGS)
+            raise ValueError(f"unknown patch embedding {self.patch!r}; known: {known}")
         if self.attention_scale not in ("dim", "head_dim"):
             raise ValueError("attention_scale must be 'dim' or 'head_dim'")
         if self.input_norm not in ("raw", "centered"):
@@ -173,7 +174,8 @@ def _check_images(images: torch.Tensor, size: int) -> torch.Tensor:
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
     if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[-2:]) != (size, size):
-        raise ValueError(f"images must have shape (N, 3, {size}, {size}), got {tuple(images.shape)}")
+        raise ValueError(
+            f"images must have shape (N, 3, {size}, {size}), got {tuple(images.shape)}")
     if images.shape[0] == 0:
         raise ValueError("images is an empty batch")
     if not images.is_floating_point():
