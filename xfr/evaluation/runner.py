@@ -256,14 +256,29 @@ class Evaluation:
     def verify(self, verifier: Any, pairs: list[Pair], crops: dict[Path, np.ndarray],
                digests: dict[Path, str]) -> list[PairInfo]:
         """Distances of every pair whose two faces were aligned (batched embedding calls)."""
+        import torch
+
         from xfr.api import to_tensor
 
         files = sorted(crops)
         where = {f: i for i, f in enumerate(files)}
-        import torch
-
-        emb = torch.cat([verifier.embed(to_tensor(np.stack([crops[f] for f in files[s : s + 256]])))
-                         for s in range(0, len(files), 256)])
+        # embeddings of the unperturbed faces, cached per model and image hash
+        store = self.cache_root / self.fingerprint[:16] / "embeddings.npz"
+        known: dict[str, np.ndarray] = {}
+        if store.exists():
+            with np.load(store) as z:
+                known = dict(zip(z["digests"].tolist(), z["embeddings"], strict=True))
+        todo = [f for f in files if digests[f] not in known]
+        for s in range(0, len(todo), 256):
+            chunk = todo[s : s + 256]
+            e = verifier.embed(to_tensor(np.stack([crops[f] for f in chunk]))).cpu().numpy()
+            known.update({digests[f]: row for f, row in zip(chunk, e, strict=True)})
+        if todo:
+            store.parent.mkdir(parents=True, exist_ok=True)
+            tmp = store.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, digests=np.array(list(known)), embeddings=np.stack(list(known.values())))
+            os.replace(tmp, store)
+        emb = torch.from_numpy(np.stack([known[digests[f]] for f in files]))
         infos: list[PairInfo] = []
         for i, p in enumerate(pairs):
             if p.probe not in where or p.gallery not in where:
