@@ -152,8 +152,9 @@ def summarise(ev: Any, records: dict[str, dict[str, dict[str, Any]]]) -> dict[st
             t1[grouping] = {}
             for g in s.generators:
                 recs = records.get(f"paper-{g}", {})
-                scores = [PairScores(i.same, i.decision(th), recs[i.key]["scores"])
-                          for i in infos if i.key in recs]
+                # the decision the explainer itself took (it embedded the pair afresh)
+                scores = [PairScores(i.same, recs[i.key].get("decision", i.decision(th)),
+                                     recs[i.key]["scores"]) for i in infos if i.key in recs]
                 cells = table1(scores, grouping=grouping, n_boot=s.n_boot, seed=s.seed)
                 t1[grouping][g] = {f"{d}/{m}": c.to_dict() for (d, m), c in cells.items()}
     result["table1"] = t1
