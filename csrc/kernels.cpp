@@ -5,7 +5,8 @@
 // ARM) and with 32-byte vectors under target("avx2"); the AVX2 copy is picked at run time on
 // CPUs that have it, so a plain (non -march=native) build is fast on current CPUs.
 // Compiled with -ffp-contract=off: no multiply-add is fused behind our back, so Otsu's double
-// arithmetic is OpenCV's, bit for bit, whatever the target.
+// arithmetic is OpenCV's, bit for bit, whatever the target; and with -fno-trapping-math, so that
+// loops with float comparisons vectorise.
 #include "kernels.hpp"
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include <exception>
 #include <limits>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -91,6 +93,23 @@ template <class V> XFR_INLINE V vmin(V a, V b) { return a < b ? a : b; }
 #endif
 
 std::size_t round_up(std::size_t x, std::size_t m) { return (x + m - 1) / m * m; }
+
+// Scratch rows start on cache lines: aligned vector loads never straddle two lines.
+template <class T>
+struct CacheAligned {
+  typedef T value_type;
+  static constexpr std::align_val_t kAlignment{64};
+  CacheAligned() = default;
+  template <class U>
+  CacheAligned(const CacheAligned<U>&) {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlignment)); }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, kAlignment); }
+  template <class U>
+  bool operator==(const CacheAligned<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const CacheAligned<U>&) const { return false; }
+};
+typedef std::vector<float, CacheAligned<float>> Floats;
 
 // Reflect-101 (OpenCV's BORDER_REFLECT_101, NumPy's "reflect"): -1 -> 1, n -> n - 2.
 // Valid for -n < p < 2n - 1, which the size checks guarantee.
@@ -277,29 +296,15 @@ double otsu_level(const std::uint32_t* h, std::size_t count) {
 template <class V>
 XFR_INLINE void otsu_levels_impl(const float* __restrict src, std::size_t count,
                                  std::uint8_t* __restrict levels, bool* ok) {
-  using I = IntsOf<V>;
-  using B = BytesOf<V>;
-  constexpr std::size_t L = kLanesOf<V>;
-  const V zero = vsplat<V>(0.f), one = vsplat<V>(1.f), k255 = vsplat<V>(255.f);
-  I bad = {};
-  std::size_t q = 0;
-  for (; q + L <= count; q += L) {
-    const V v = vload<V>(src + q);
-    const I in = (v >= zero) & (v <= one);  // false for NaN
-    bad |= ~in;
-    const V c = (V)((I)v & in);
-    const B l = __builtin_convertvector(__builtin_convertvector(c * k255, I), B);
-    std::memcpy(levels + q, &l, sizeof l);
-  }
-  std::int32_t any = 0;
-  for (std::size_t l = 0; l < L; ++l) any |= bad[l];
-  for (; q < count; ++q) {
+  std::uint32_t bad = 0;
+  for (std::size_t q = 0; q < count; ++q) {  // selects on values only: vectorises
     const float v = src[q];
-    const bool in = (v >= 0.f) & (v <= 1.f);
-    any |= static_cast<std::int32_t>(!in);
-    levels[q] = static_cast<std::uint8_t>(static_cast<int>((in ? v : 0.f) * 255.f));
+    const bool in = (v >= 0.f) & (v <= 1.f);  // false for NaN
+    bad |= static_cast<std::uint32_t>(!in);
+    const float c = in ? v : 0.f;
+    levels[q] = static_cast<std::uint8_t>(static_cast<std::int32_t>(c * 255.f));
   }
-  *ok = any == 0;
+  *ok = bad == 0;
 }
 XFR_MULTIVERSION(otsu_levels,
                  (const float* src, std::size_t count, std::uint8_t* levels, bool* ok),
@@ -421,7 +426,7 @@ struct DilatePlan {
 };
 
 struct DilateScratch {
-  std::vector<float> pyramid;
+  Floats pyramid;
   std::vector<const float*> ptrs;
   explicit DilateScratch(const DilatePlan& p)
       : pyramid(p.scratch_floats(), 0.f), ptrs(2 * static_cast<std::size_t>(p.kh)) {}
@@ -556,7 +561,7 @@ struct GaussPlan {
 };
 
 struct GaussScratch {
-  std::vector<float> row, tmp, out;
+  Floats row, tmp, out;
   std::vector<const float*> ptrs;
   explicit GaussScratch(const GaussPlan& p)
       : row(p.padded_row(), 0.f), tmp(p.h * p.wp, 0.f), out(p.wp, 0.f),
@@ -770,7 +775,7 @@ void dilate(const float* maps, Dims d, Element shape, int width, int height, flo
   const std::size_t plane = d.plane();
   const double work = static_cast<double>(plane) * (plan.levels + 2.0 * height);
   for_each_image(d.n, work, [&] {
-    return [&, s = DilateScratch(plan), rows = std::vector<float>(d.h * plan.wp)](
+    return [&, s = DilateScratch(plan), rows = Floats(d.h * plan.wp)](
                std::size_t i) mutable {
       bool ok;
       dilate_checked(maps + i * plane, plan, s, rows.data(), plan.wp, &ok);
@@ -806,7 +811,7 @@ void smooth_heatmap(const float* maps, Dims d, int dilate_w, int dilate_h, int g
   const double work =
       static_cast<double>(plane) * (2.0 * gaussian_size + dplan.levels + 2.0 * dilate_h);
   for_each_image(d.n, work, [&] {
-    return [&, ds = DilateScratch(dplan), dilated = std::vector<float>(d.h * dplan.wp, 0.f),
+    return [&, ds = DilateScratch(dplan), dilated = Floats(d.h * dplan.wp, 0.f),
             gs = GaussScratch(gplan)](std::size_t i) mutable {
       bool ok;
       smooth_image(maps + i * plane, dplan, ds, dilated.data(), gplan, gs, out + i * plane, &ok);
