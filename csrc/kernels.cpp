@@ -746,7 +746,8 @@ void otsu(const float* maps, Dims d, float* thresholds, std::uint8_t* masks) {
 void combine(const std::uint8_t* a, const std::uint8_t* b, Dims d, SetOp op, std::uint8_t* out) {
   check_dims(d);
   const std::size_t plane = d.plane();
-  for_each_image(d.n, static_cast<double>(plane), [&] {
+  // Memory-bound: a second thread only pays for very large batches.
+  for_each_image(d.n, static_cast<double>(plane) / 64, [&] {
     return [a, b, out, plane, op](std::size_t i) {
       combine_image(a + i * plane, b + i * plane, plane, op, out + i * plane);
     };
