@@ -86,3 +86,15 @@ def test_non_contiguous_maps_give_the_same_result() -> None:
     maps = random_maps(9, "uniform", 4, 33, 44)
     view = maps[::2, :, ::-1]
     np.testing.assert_array_equal(kernels.otsu(view)[1], kernels.otsu(view.copy())[1])
+
+
+def test_equals_scikit_image_on_attention_like_maps() -> None:
+    # scikit-image computes Otsu its own way (bin centres, argmax of the between-class
+    # variance); on maps without exact ties it must find the same split.
+    from skimage.filters import threshold_otsu
+
+    maps = random_maps(21, "blobs", 8, 112, 112)
+    _, masks = kernels.otsu(maps)
+    for i in range(8):
+        levels = to_levels(maps[i])
+        np.testing.assert_array_equal(masks[i], levels > threshold_otsu(levels))

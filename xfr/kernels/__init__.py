@@ -74,15 +74,21 @@ _SHAPES = ("ellipse", "rect")
 # Threads and helpers
 
 
+_NATIVE: ModuleType | None = None
+
+
 def _native() -> ModuleType:
-    try:
-        from xfr import _kernels
-    except ImportError as exc:  # pragma: no cover - only on a broken install
-        raise ImportError(
-            "the compiled kernels xfr._kernels are missing: reinstall xfr "
-            "(pip install --no-build-isolation -e .)"
-        ) from exc
-    return _kernels
+    global _NATIVE
+    if _NATIVE is None:
+        try:
+            from xfr import _kernels
+        except ImportError as exc:  # pragma: no cover - only on a broken install
+            raise ImportError(
+                "the compiled kernels xfr._kernels are missing: reinstall xfr "
+                "(pip install --no-build-isolation -e .)"
+            ) from exc
+        _NATIVE = _kernels
+    return _NATIVE
 
 
 def set_num_threads(n: int) -> None:
@@ -134,6 +140,8 @@ def _choice(value: Any, name: str, options: tuple[str, ...]) -> str:
 
 def _kind(*named: tuple[str, Any]) -> str:
     """'numpy' or 'torch' for the arrays of one call; TypeError for anything else or a mix."""
+    if all(type(a) is np.ndarray for _, a in named):  # the common case, fast
+        return "numpy"
     torch = sys.modules.get("torch")
     kinds = set()
     for name, a in named:
@@ -150,30 +158,41 @@ def _kind(*named: tuple[str, Any]) -> str:
     return kinds.pop()
 
 
+_F32, _BOOL, _U8 = np.dtype(np.float32), np.dtype(np.bool_), np.dtype(np.uint8)
+
+
 def _dtype_name(a: Any) -> str:
     return str(a.dtype).replace("torch.", "")
 
 
 def _batch(a: Any, name: str, what: str) -> tuple[Any, bool]:
     """Checks ndim / emptiness and returns ``(a as [N, H, W], was_single)``."""
-    if a.ndim not in (2, 3):
-        raise ValueError(f"{name} must be [N, H, W] or [H, W] {what}, got {a.ndim}-D")
-    single = a.ndim == 2
-    if single:
-        a = a[None]
-    if a.shape[0] == 0:
+    shape = a.shape
+    if len(shape) == 2:
+        a, shape = a[None], (1, *shape)
+        single = True
+    elif len(shape) == 3:
+        single = False
+    else:
+        raise ValueError(f"{name} must be [N, H, W] or [H, W] {what}, got {len(shape)}-D")
+    if shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (N = 0)")
-    if a.shape[1] == 0 or a.shape[2] == 0:
-        raise ValueError(f"{name} has empty images ({a.shape[1]}x{a.shape[2]})")
+    if shape[1] == 0 or shape[2] == 0:
+        raise ValueError(f"{name} has empty images ({shape[1]}x{shape[2]})")
     return a, single
+
+
+def _contiguous(a: np.ndarray) -> np.ndarray:
+    return a if a.flags.c_contiguous and a.flags.aligned else np.ascontiguousarray(a)
 
 
 def _maps(a: Any, name: str, kind: str) -> tuple[Any, bool]:
     if kind == "numpy":
-        if a.dtype != np.float32:
+        dt = a.dtype
+        if dt is not _F32 and dt != _F32:
             raise ValueError(f"{name} must be float32 maps, got {_dtype_name(a)}")
         a, single = _batch(a, name, "float32 maps")
-        return np.ascontiguousarray(a), single
+        return _contiguous(a), single
     import torch
 
     if a.dtype != torch.float32:
@@ -186,12 +205,13 @@ def _maps(a: Any, name: str, kind: str) -> tuple[Any, bool]:
 
 def _masks(a: Any, name: str, kind: str) -> tuple[Any, bool]:
     if kind == "numpy":
-        if a.dtype not in (np.bool_, np.uint8):
+        dt = a.dtype
+        if dt is not _BOOL and dt != _BOOL and dt != _U8:
             raise ValueError(f"{name} must be bool masks (or uint8 0/1), got {_dtype_name(a)}")
         a, single = _batch(a, name, "bool masks")
-        if a.dtype == np.uint8 and a.max() > 1:
+        if dt is not _BOOL and a.max() > 1:
             raise ValueError(f"{name} is uint8 with values other than 0 and 1")
-        return np.ascontiguousarray(a), single
+        return _contiguous(a), single
     import torch
 
     if a.dtype not in (torch.bool, torch.uint8):
@@ -205,7 +225,7 @@ def _masks(a: Any, name: str, kind: str) -> tuple[Any, bool]:
 def _same_shapes(*named: tuple[str, Any]) -> None:
     first_name, first = named[0]
     for name, a in named[1:]:
-        if tuple(a.shape) != tuple(first.shape):
+        if a.shape != first.shape:
             raise ValueError(
                 f"{first_name} and {name} must have the same shape, got "
                 f"{tuple(first.shape)} and {tuple(a.shape)}"
