@@ -116,6 +116,7 @@ class PaperExplainer:
                 f"{getattr(verifier, 'name', type(verifier).__name__)!r} is a black box: "
                 "use a perturbation method (minplus, avg, rise, lime)")
 
+        clock = _StageClock()
         # 1. decision
         faces = torch.cat([probes, galleries])
         bs = int(opts["batch_size"])
@@ -124,6 +125,7 @@ class PaperExplainer:
         d = verifier.distance(e_p, e_g).double().cpu().numpy()
         threshold = float(verifier.threshold)
         decisions = ["positive" if di < threshold else "negative" for di in d]
+        clock.lap("embed")
 
         # 2. attention maps (one call for all faces)
         generator = registry.create("attention", opts["generator"], **opts["generator_options"])
@@ -133,10 +135,12 @@ class PaperExplainer:
         if maps.shape != (2 * n, *faces.shape[-2:]):
             raise ValueError(f"generator {opts['generator']!r} returned maps of shape "
                              f"{maps.shape}, expected {(2 * n, *faces.shape[-2:])}")
+        clock.lap("attention")
         # 3. Otsu masks
         _, otsu = kernels.otsu(maps)
         otsu = np.asarray(otsu, dtype=bool)
         map_p, map_g, mask_p, mask_g = maps[:n], maps[n:], otsu[:n], otsu[n:]
+        clock.lap("otsu")
 
         # 4. candidate masks, for every strategy any pair needs
         names = sorted({s for dec in decisions for s in self._strategies(opts, dec)},
@@ -153,6 +157,7 @@ class PaperExplainer:
             masked.append(faces * (1 - m) + fill * m)
         masked_emb = embed_in_chunks(verifier, torch.cat(masked), bs) if names else emb[:0]
         per_strategy = {s: masked_emb[i * 2 * n:(i + 1) * 2 * n] for i, s in enumerate(names)}
+        clock.lap("masked_embed")
 
         selector = registry.create("selector", opts["selector"])
         results: list[Explanation] = []
@@ -173,6 +178,7 @@ class PaperExplainer:
                     eligible=applies,
                     reason=None if applies else f"{s} does not explain {decision} decisions"))
             selection = selector.select(decision, float(d[i]), candidates)
+            clock.lap("select")
             heatmaps = None
             if selection.strategy is not None:
                 raw = strategies[selection.strategy].heatmap(map_p[i], map_g[i], mask_p[i],
@@ -182,6 +188,7 @@ class PaperExplainer:
                     gaussian_size=opts["gaussian_size"], sigma=opts["sigma"])
                 smooth = np.asarray(smooth, dtype=np.float32)
                 heatmaps = np.stack([smooth, smooth])
+            clock.lap("smooth")
             results.append(Explanation(
                 decision=decision, distance=float(d[i]), threshold=threshold, method=self.name,
                 heatmaps=heatmaps, attention_maps=np.stack([map_p[i], map_g[i]]),
@@ -195,7 +202,29 @@ class PaperExplainer:
                        "smoothing": {"dilate_size": opts["dilate_size"],
                                      "gaussian_size": opts["gaussian_size"],
                                      "sigma": opts["sigma"]}}))
+        timings = clock.per_pair(n)
+        for r in results:
+            r.notes["seconds_per_pair"] = timings
         return results
+
+
+class _StageClock:
+    """Wall time per pipeline stage (shared by the pairs of one batch)."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._now = time.perf_counter
+        self._last = self._now()
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        now = self._now()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._last
+        self._last = now
+
+    def per_pair(self, n: int) -> dict[str, float]:
+        return {k: v / n for k, v in self.seconds.items()}
 
 
 def _check_pair_batch(probes: Any, galleries: Any) -> tuple[torch.Tensor, torch.Tensor]:
