@@ -402,7 +402,8 @@ XFR_MULTIVERSION(strategy_image,
 // Dilation: per structuring-element row a 1-D max over a span. Each image row gets a pyramid
 // M_l[t] = max(R[t .. t + 2^l - 1]) of its -inf padded copy R; the max over a span of width w
 // is max(M_l[t], M_l[t + w - 2^l]) with 2^l <= w < 2^(l+1) (a sparse table). An output row is
-// then the max, over the element's rows, of one or two pyramid rows each.
+// then the max, over the element's rows, of one or two pyramid rows each. Only the kh rows an
+// output row reads are kept, in a ring.
 struct DilatePlan {
   int kw = 0, kh = 0, ax = 0, ay = 0;
   std::vector<Span> rows;
@@ -422,7 +423,8 @@ struct DilatePlan {
     wp = round_up(W, kAlign);
     stride = round_up(wp + static_cast<std::size_t>(kw) - 1 + kAlign, kAlign);
   }
-  std::size_t scratch_floats() const { return static_cast<std::size_t>(levels) * h * stride; }
+  std::size_t ring() const { return static_cast<std::size_t>(kh); }
+  std::size_t scratch_floats() const { return static_cast<std::size_t>(levels) * ring() * stride; }
 };
 
 struct DilateScratch {
@@ -437,33 +439,39 @@ template <class V>
 XFR_INLINE void dilate_image_impl(const float* src, const DilatePlan& plan, DilateScratch& s,
                                   float* dst, std::size_t dst_stride) {
   constexpr std::size_t L = kLanesOf<V>;
-  const std::size_t H = plan.h, W = plan.w, S = plan.stride;
+  const std::size_t H = plan.h, W = plan.w, S = plan.stride, K = plan.ring();
   const std::size_t len = W + static_cast<std::size_t>(plan.kw) - 1;
   float* pyramid = s.pyramid.data();
   const float** ptrs = s.ptrs.data();
+  auto slot = [&](int l, std::size_t yy) {
+    return pyramid + (static_cast<std::size_t>(l) * K + yy % K) * S;
+  };
+  std::size_t built = 0;  // pyramid rows [0, built) are (or were) in the ring
   for (std::size_t y = 0; y < H; ++y) {
-    float* r = pyramid + y * S;
-    std::fill(r, r + plan.ax, kNegInf);
-    std::memcpy(r + plan.ax, src + y * W, W * sizeof(float));
-    std::fill(r + plan.ax + W, r + len, kNegInf);
-    for (int l = 1; l < plan.levels; ++l) {
-      const std::size_t half = std::size_t{1} << (l - 1);
-      const float* a = pyramid + (static_cast<std::size_t>(l - 1) * H + y) * S;
-      float* m = pyramid + (static_cast<std::size_t>(l) * H + y) * S;
-      const std::size_t valid = len + 1 - 2 * half;  // t in [0, valid)
-      for (std::size_t t = 0; t < valid; t += L)
-        vstore<V>(m + t, vmax(vload<V>(a + t), vload<V>(a + t + half)));
+    // Output row y reads image rows y - ay .. y + kh - 1 - ay; a new row's slot held row
+    // (new - kh) < y - ay, which no longer matters.
+    const std::size_t need = std::min(H, y + static_cast<std::size_t>(plan.kh - plan.ay));
+    for (; built < need; ++built) {
+      float* r = slot(0, built);
+      std::fill(r, r + plan.ax, kNegInf);
+      std::memcpy(r + plan.ax, src + built * W, W * sizeof(float));
+      std::fill(r + plan.ax + W, r + len, kNegInf);
+      for (int l = 1; l < plan.levels; ++l) {
+        const std::size_t half = std::size_t{1} << (l - 1);
+        const float* a = slot(l - 1, built);
+        float* m = slot(l, built);
+        const std::size_t valid = len + 1 - 2 * half;  // t in [0, valid)
+        for (std::size_t t = 0; t < valid; t += L)
+          vstore<V>(m + t, vmax(vload<V>(a + t), vload<V>(a + t + half)));
+      }
     }
-  }
-  for (std::size_t y = 0; y < H; ++y) {
     int count = 0;
     for (int i = 0; i < plan.kh; ++i) {
       const std::ptrdiff_t yy = static_cast<std::ptrdiff_t>(y) + i - plan.ay;
       const int l = plan.level[static_cast<std::size_t>(i)];
       if (yy < 0 || yy >= static_cast<std::ptrdiff_t>(H) || l < 0) continue;
       const Span sp = plan.rows[static_cast<std::size_t>(i)];
-      const float* base =
-          pyramid + (static_cast<std::size_t>(l) * H + static_cast<std::size_t>(yy)) * S;
+      const float* base = slot(l, static_cast<std::size_t>(yy));
       ptrs[count++] = base + sp.begin;
       if (sp.end - sp.begin != (1 << l)) ptrs[count++] = base + sp.end - (1 << l);
     }
