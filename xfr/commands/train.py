@@ -34,6 +34,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--warmup-steps", type=int, default=300)
+    p.add_argument("--cosface-weight", type=float, default=0.05,
+                   help="weight of the CosFace identity loss (0: distillation only)")
     p.add_argument("--eval-every", type=int, default=500, help="evaluate every N steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -73,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         cache=args.cache or out / "cache", eval_folds=folds, architecture=arch,
         train_config={"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                       "seed": args.seed, "threads": args.threads,
-                      "warmup_steps": args.warmup_steps, "eval_every_steps": args.eval_every},
+                      "warmup_steps": args.warmup_steps, "eval_every_steps": args.eval_every,
+                      "cosface_weight": args.cosface_weight},
         max_seconds=args.max_minutes * 60 if args.max_minutes else None,
         progress=not args.no_progress, workers=args.workers, extra_limit=args.extra_limit)
     print(json.dumps(result, indent=2))

@@ -38,7 +38,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_steps: int = 300
     relational_weight: float = 1.0
-    cosface_weight: float = 0.2
+    cosface_weight: float = 0.05
     seed: int = 0
     threads: int = 2
     checkpoint_every_s: float = 300.0

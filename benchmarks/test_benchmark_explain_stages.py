@@ -1,0 +1,63 @@
+"""Time per explained pair of the paper's explainer, split by stage (issue 6).
+
+The default model on the CPU at batch 1 and 32 pairs: how much of the time goes to the model
+passes (embedding, attention maps, masked faces) and how much to the compiled kernels (Otsu,
+smoothing). The stage split comes from ``Explanation.notes["seconds_per_pair"]``.
+
+Run: ``pytest benchmarks/test_benchmark_explain_stages.py --benchmark-enable -s``. Skips when
+the bundled default model is absent. With ``--benchmark-disable`` it still checks that every
+stage was timed and that the batched results equal the single ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from xfr import registry
+
+STAGES = ("embed", "attention", "otsu", "masked_embed", "select", "smooth")
+
+
+@pytest.fixture(scope="module")
+def faces(default_verifier):
+    g = torch.Generator().manual_seed(0)
+    import skimage.data
+
+    from xfr.api import prepare, to_tensor
+
+    base = to_tensor(prepare([skimage.data.astronaut()]))
+    # 64 distinct faces: the astronaut under shifts and brightness changes (public image,
+    # shipped in scikit-image; no LFW image is needed for timing)
+    out = []
+    for _ in range(64):
+        dx, dy = torch.randint(-4, 5, (2,), generator=g).tolist()
+        scale = 0.8 + 0.4 * torch.rand(1, generator=g).item()
+        out.append((base[0].roll((dy, dx), dims=(1, 2)) * scale).clamp(0, 255))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("batch", [1, 32])
+def test_paper_explainer_time_per_pair_by_stage(benchmark, default_verifier, faces, batch):
+    explainer = registry.create("explainer", "paper")
+    probes, galleries = faces[:batch], faces[32 : 32 + batch]
+    results = benchmark.pedantic(
+        explainer.explain_pairs, args=(default_verifier, probes, galleries), rounds=1,
+        iterations=1)
+    split = results[0].notes["seconds_per_pair"]
+    assert set(STAGES) <= set(split)
+    total = sum(split.values())
+    benchmark.extra_info.update({f"{k}_s_per_pair": v for k, v in split.items()})
+    model = split["embed"] + split["attention"] + split["masked_embed"]
+    kernels = split["otsu"] + split["smooth"]
+    benchmark.extra_info["model_share"] = model / total
+    benchmark.extra_info["kernel_share"] = kernels / total
+    print(f"\nbatch {batch}: {total:.3f} s per pair; model passes {100 * model / total:.1f} %, "
+          f"kernels {100 * kernels / total:.2f} %; " +
+          ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in split.items()))
+    if batch > 1:
+        alone = explainer.explain_pairs(default_verifier, probes[:1], galleries[:1])[0]
+        assert alone.strategy == results[0].strategy
+        if alone.heatmaps is not None:
+            np.testing.assert_allclose(alone.heatmaps, results[0].heatmaps, atol=1e-4)

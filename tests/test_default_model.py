@@ -1,0 +1,75 @@
+"""The shipped default model (issue 5): loads offline, says what it is, keeps its numbers,
+and was never trained on the people of the folds it is evaluated on."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from xfr.api import default_model_path
+
+
+@pytest.fixture(scope="module")
+def config(default_verifier):
+    return json.loads((default_model_path() / "config.json").read_text())
+
+
+def test_default_model_loads_offline_and_embeds(default_verifier):
+    x = torch.rand(2, 3, 112, 112) * 255
+    e = default_verifier.embed(x)
+    assert e.shape[0] == 2 and torch.isfinite(e).all()
+    torch.testing.assert_close(e.norm(dim=1), torch.ones(2))
+    assert hasattr(default_verifier, "backbone") and default_verifier.grid_size == (14, 14)
+
+
+def test_default_model_config_says_what_it_is(config):
+    assert config["verifier"] == "face-vit"
+    arch = config["architecture"]
+    assert 0 < arch["threshold"] < 4
+    prov = arch["provenance"]
+    assert prov["teacher"] == "sface"
+    assert prov["training_data"]["lfw_excluded_folds"] == prov["evaluation"]["folds"]
+    assert 0.5 < prov["evaluation"]["heldout_accuracy"] <= 1
+    assert "CC BY 4.0" in json.dumps(prov)  # FairFace's attribution travels with the weights
+    assert prov["date"]
+    size = sum(f.stat().st_size for f in default_model_path().iterdir())
+    assert size < 20 * 2**20
+    assert (default_model_path() / "MODEL_CARD.md").exists()
+
+
+def test_no_training_identity_appears_in_the_evaluation_folds(config, lfw_root):
+    from xfr.data.lfw import fold_identities, identity_of, image_folder, read_pairs
+    from xfr.training.face_set import list_face_files
+    from xfr.training.recipe import check_disjoint
+
+    prov = config["architecture"]["provenance"]
+    folds = set(prov["evaluation"]["folds"])
+    pairs = read_pairs(lfw_root / "pairs.txt")
+    held = [p for p in pairs if p.fold in folds]
+    train = list_face_files(image_folder(lfw_root), identities=True,
+                            exclude_identities=fold_identities(pairs, folds))
+    assert len(train) == prov["training_data"]["lfw_images"]
+    check_disjoint([str(f) for _, f in train], held)
+    names = {identity_of(p.probe) for p in held} | {identity_of(p.gallery) for p in held}
+    assert not names & {n for n, _ in train}
+    with pytest.raises(ValueError, match="evaluation identities"):
+        check_disjoint([str(held[0].probe)], held)
+
+
+@pytest.mark.slow
+def test_default_model_reaches_its_reported_accuracy_on_200_heldout_pairs(
+        default_verifier, config, lfw_root, tmp_path):
+    from xfr.data.lfw import read_pairs
+    from xfr.evaluation.verification import accuracy_at
+    from xfr.training.finalize import fixed_sample, pair_distances
+
+    ev = config["architecture"]["provenance"]["evaluation"]
+    sample = fixed_sample(read_pairs(lfw_root / "pairs.txt"), ev["folds"])
+    assert len(sample) == 200 and sum(p.same for p in sample) == 100
+    d = pair_distances(default_verifier, sample, tmp_path)
+    acc = accuracy_at(d, np.array([p.same for p in sample]), default_verifier.threshold)
+    assert abs(acc - ev["sample200_accuracy"]) <= 0.02
+    assert abs(acc - ev["accuracy_at_shipped_threshold"]) <= 0.05
