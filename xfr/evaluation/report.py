@@ -58,11 +58,13 @@ def command_text(r: dict[str, Any]) -> str:
         f"seed: {r['seed']}",
         f"methods: {', '.join(r['methods'])}; generators: {', '.join(r['generators'])}",
         f"method options: {json.dumps(r['options'], sort_keys=True)}",
-        f"curve steps (fraction of pixels): {r['fractions']}",
-        f"baselines' subset: {r['baseline_subset']['true_positives']} true positives + "
-        f"{r['baseline_subset']['true_negatives']} true negatives "
-        f"(seeded random draw, limit {r['baseline_subset']['limit']} each)",
+        f"curve steps (fraction of pixels): {r['fractions']}; curves: "
+        f"{', '.join(r.get('curves_computed', []))}",
     ]
+    if "subset" in r["curves"]:
+        lines.append(f"baselines' subset: {r['baseline_subset']['true_positives']} true "
+                     f"positives + {r['baseline_subset']['true_negatives']} true negatives "
+                     f"(seeded random draw, limit {r['baseline_subset']['limit']} each)")
     incomplete = {u: c for u, c in r.get("coverage", {}).items() if c["done"] < c["pairs"]}
     lines.append("coverage: " + ", ".join(f"{u} {c['done']}/{c['pairs']} pairs"
                                           for u, c in r.get("coverage", {}).items()))
