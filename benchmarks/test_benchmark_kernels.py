@@ -159,13 +159,14 @@ def assert_same(ours: np.ndarray, theirs: np.ndarray) -> None:
         np.testing.assert_allclose(theirs, ours, atol=1e-5)
 
 
-CASES = [(k, impl) for k, impls in IMPLS.items() for impl in impls]
+# The implementations of one kernel, size and batch run one after the other, so that they meet
+# the same load on a shared machine.
+CASES = [(kernel, size, batch, impl) for kernel, impls in IMPLS.items() for size in SIZES
+         for batch in BATCHES for impl in impls]
 
 
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize(("kernel", "impl"), CASES)
-def test_benchmark(benchmark: Any, kernel: str, impl: str, size: int, batch: int) -> None:
+@pytest.mark.parametrize(("kernel", "size", "batch", "impl"), CASES)
+def test_benchmark(benchmark: Any, kernel: str, size: int, batch: int, impl: str) -> None:
     data = inputs(size, batch)
     fn = IMPLS[kernel][impl]
     t0 = time.perf_counter()
