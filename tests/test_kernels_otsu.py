@@ -1,5 +1,10 @@
 """xfr.kernels.otsu equals OpenCV's THRESH_BINARY + THRESH_OTSU on uint8(255 * map) and the
-NumPy reference, for every map: random shapes, noise, attention-like blobs, ties, constants."""
+NumPy reference, for every map: random shapes, noise, attention-like blobs, ties, constants.
+
+OpenCV's pip wheels hand Otsu to Intel IPP when they can; IPP's closed arithmetic can break an
+exact tie between two splits differently from OpenCV's own code (three equally filled levels
+10, 20, 30: IPP 20, OpenCV's code 10). We reproduce OpenCV's code, so the exact comparisons
+run with IPP off; with IPP on, the results agree wherever there is no exact tie."""
 
 from __future__ import annotations
 
@@ -14,8 +19,14 @@ from kernel_reference import otsu as reference_otsu
 from xfr import kernels
 
 
-def opencv_otsu(m: np.ndarray) -> tuple[float, np.ndarray]:
-    t, mask = cv2.threshold(to_levels(m), 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+def opencv_otsu(m: np.ndarray, ipp: bool = False) -> tuple[float, np.ndarray]:
+    """cv2.threshold(OTSU) on uint8(255 * m), by OpenCV's own code unless ``ipp``."""
+    was = cv2.ipp.useIPP()
+    cv2.ipp.setUseIPP(ipp)
+    try:
+        t, mask = cv2.threshold(to_levels(m), 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    finally:
+        cv2.ipp.setUseIPP(was)
     return t, mask.astype(bool)
 
 
@@ -52,6 +63,23 @@ def test_exact_ties_break_as_in_opencv() -> None:
     cv_t, cv_mask = opencv_otsu(maps)
     assert t == cv_t
     np.testing.assert_array_equal(mask, cv_mask)
+
+
+def test_a_tie_that_opencvs_ipp_path_may_break_the_other_way() -> None:
+    maps = (np.array([[10, 20, 30]], dtype=np.float32) + 0.5) / 255
+    t, mask = kernels.otsu(maps)
+    assert t == opencv_otsu(maps)[0] == 10  # OpenCV's own code (IPP off)
+    np.testing.assert_array_equal(mask, [[False, True, True]])
+
+
+@pytest.mark.parametrize("size", [112, 224])
+def test_equals_opencv_with_ipp_on_attention_like_maps(size: int) -> None:
+    maps = random_maps(size, "blobs", 6, size, size)
+    thresholds, masks = kernels.otsu(maps)
+    for i in range(6):
+        t, mask = opencv_otsu(maps[i], ipp=True)
+        assert thresholds[i] == t
+        np.testing.assert_array_equal(masks[i], mask)
 
 
 def test_levels_truncate_like_numpy_astype() -> None:

@@ -259,7 +259,8 @@ def otsu(maps: ArrayT) -> tuple[ArrayT, ArrayT]:
     and ``np.uint8(255 * m)`` give (OpenCV's own ``convertTo`` would round instead); Otsu's
     method over 256 bins then picks a level ``t`` exactly as OpenCV's
     ``cv2.threshold(levels, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)`` does, with the same
-    arithmetic and tie-breaking.
+    arithmetic and tie-breaking as OpenCV's own code (OpenCV's optional Intel IPP path may
+    break an exact tie between two splits the other way; see docs/kernels.md).
 
     Returns ``(thresholds, masks)``: ``thresholds`` float32 ``[N]`` holds ``t`` in 0..255
     (OpenCV's return value, in level units, not map units), ``masks`` bool ``[N, H, W]`` is
