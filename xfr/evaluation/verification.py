@@ -47,8 +47,8 @@ def kfold_accuracy(distances: np.ndarray, same: np.ndarray, folds: np.ndarray | 
                    k: int = 10) -> KFoldResult:
     """k-fold threshold-selection accuracy.
 
-    ``folds`` gives each pair's fold id; without it the pairs are split into ``k`` contiguous,
-    equally sized folds (inside LFW's held-out folds: 10 sub-folds).
+    ``folds`` gives each pair's fold id; without it pair ``i`` goes to fold ``i mod k`` (so
+    lists ordered positives-then-negatives, as LFW's, give folds with both kinds).
     """
     distances, same = np.asarray(distances, float), np.asarray(same, bool)
     if distances.shape != same.shape or distances.ndim != 1:
@@ -59,7 +59,7 @@ def kfold_accuracy(distances: np.ndarray, same: np.ndarray, folds: np.ndarray | 
     if folds is None:
         if n < k:
             raise ValueError(f"{n} pairs cannot be split into {k} folds")
-        folds = np.arange(n) * k // n
+        folds = np.arange(n) % k
     folds = np.asarray(folds)
     accs, ths = [], []
     for f in np.unique(folds):
