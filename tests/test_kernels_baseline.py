@@ -34,7 +34,9 @@ np.savez(sys.argv[1], t=t, m=m,
 def run(tmp_path: Path, baseline: bool) -> dict[str, np.ndarray]:
     out = tmp_path / ("baseline.npz" if baseline else "default.npz")
     env = dict(os.environ, XFR_KERNELS_BASELINE="1" if baseline else "0")
-    subprocess.run([sys.executable, "-c", SCRIPT, str(out)], check=True, env=env, timeout=120)
+    # run outside the checkout, so that the installed package (with its compiled module) is used
+    subprocess.run([sys.executable, "-c", SCRIPT, str(out)], check=True, env=env, timeout=120,
+                   cwd=tmp_path)
     with np.load(out) as data:
         return dict(data)
 
