@@ -156,7 +156,9 @@ def run_default_recipe(*, student_factory: Callable[..., object],
     labels, n_classes = cosface_labels(data.labels)
     data = TrainData(data.crops, labels, data.teacher)
     arch = dict(DEFAULT_ARCHITECTURE if architecture is None else architecture)
-    arch["num_classes"] = n_classes
+    # without an identity loss the student carries no head (nothing would train it)
+    use_head = float((train_config or {}).get("cosface_weight", 0.05)) > 0
+    arch["num_classes"] = n_classes if use_head else 0
     student = student_factory(**arch)
     crops, a, b, same = eval_crops(split.eval_pairs, cache, workers=workers)
     model = student.model  # type: ignore[attr-defined]
