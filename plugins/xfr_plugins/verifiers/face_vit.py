@@ -185,6 +185,21 @@ def _check_images(images: torch.Tensor, size: int) -> torch.Tensor:
     return images
 
 
+def normalised_embeddings(forward: Any, images: torch.Tensor, flip: bool, batch_size: int,
+                          device: torch.device) -> torch.Tensor:
+    """L2-normalised ``forward`` outputs in chunks; with ``flip``, the normalised sum of the
+    image's and its mirror image's normalised embeddings (REFERENCE.md, evaluation)."""
+    out = []
+    with torch.inference_mode():
+        for chunk in images.split(batch_size):
+            chunk = chunk.to(device)
+            e = F.normalize(forward(chunk), dim=-1)
+            if flip:
+                e = e + F.normalize(forward(chunk.flip(-1)), dim=-1)
+            out.append(F.normalize(e, dim=-1))
+    return torch.cat(out)
+
+
 def squared_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Row-wise squared L2 distance of L2-normalised embeddings (0..4)."""
     return (F.normalize(a, dim=-1) - F.normalize(b, dim=-1)).pow(2).sum(-1)
@@ -227,15 +242,7 @@ class FaceViTVerifier:
     def embed(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """L2-normalised embeddings ``(N, D)``; image + flip when ``flip`` is set."""
         images = _check_images(images, self.input_size)
-        out = []
-        with torch.inference_mode():
-            for chunk in images.split(batch_size):
-                chunk = chunk.to(self.device)
-                e = F.normalize(self.model(chunk), dim=-1)
-                if self.flip:
-                    e = e + F.normalize(self.model(chunk.flip(-1)), dim=-1)
-                out.append(F.normalize(e, dim=-1))
-        return torch.cat(out)
+        return normalised_embeddings(self.model, images, self.flip, batch_size, self.device)
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return squared_l2(a, b)
@@ -298,5 +305,6 @@ __all__ = [
     "ScaledAttention",
     "build_backbone",
     "count_tokens",
+    "normalised_embeddings",
     "squared_l2",
 ]

@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 
-from xfr_plugins.verifiers.face_vit import _check_images, squared_l2
+from xfr_plugins.verifiers.face_vit import _check_images, normalised_embeddings, squared_l2
 
 __all__ = ["TimmViTVerifier", "load_state_dict_file"]
 
@@ -210,15 +209,7 @@ class TimmViTVerifier:
     def embed(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """L2-normalised embeddings ``(N, D)``; image + flip when ``flip`` is set."""
         images = _check_images(images, self.input_size)
-        out = []
-        with torch.inference_mode():
-            for chunk in images.split(batch_size):
-                chunk = chunk.to(self.device)
-                e = F.normalize(self.features(chunk), dim=-1)
-                if self.flip:
-                    e = e + F.normalize(self.features(chunk.flip(-1)), dim=-1)
-                out.append(F.normalize(e, dim=-1))
-        return torch.cat(out)
+        return normalised_embeddings(self.features, images, self.flip, batch_size, self.device)
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return squared_l2(a, b)
