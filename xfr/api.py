@@ -65,11 +65,12 @@ def to_tensor(crops: np.ndarray) -> Any:
     return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
 
 
-def prepare(images: Sequence[Any], size: int = 112) -> np.ndarray:
-    """Aligned ``(N, size, size, 3)`` uint8 crops of ``images`` (paths, arrays, tensors)."""
+def prepare(images: Sequence[Any], size: int = 112, detector: str = "yunet") -> np.ndarray:
+    """Aligned ``(N, size, size, 3)`` uint8 crops of ``images`` (paths, arrays, tensors);
+    ``detector`` finds the face and its landmarks: ``"yunet"`` or ``"dlib"``."""
     from xfr.align import align
 
-    crops = [align(im) for im in images]
+    crops = [align(im, detector=detector) for im in images]
     for im, c in zip(images, crops, strict=True):
         if c.shape[:2] != (size, size):
             raise ValueError(f"aligned crop of {im!r} is {c.shape[:2]}, the verifier needs {size}")
@@ -78,10 +79,11 @@ def prepare(images: Sequence[Any], size: int = 112) -> np.ndarray:
 
 def explain_pairs(pairs: Iterable[tuple[Any, Any]], verifier: str | Any = "default",
                   method: str = "paper", *, pairs_per_batch: int = 32, progress: bool = False,
-                  **options: Any) -> list[Explanation]:
+                  detector: str = "yunet", **options: Any) -> list[Explanation]:
     """Explain many (probe, gallery) pairs, one batched model call per stage and batch.
 
-    The results equal explaining each pair alone with :func:`explain`.
+    The results equal explaining each pair alone with :func:`explain`. Photos are aligned
+    with ``detector`` (``"yunet"`` or ``"dlib"``); 112x112 crops pass through.
     """
     from tqdm import tqdm
 
@@ -97,8 +99,8 @@ def explain_pairs(pairs: Iterable[tuple[Any, Any]], verifier: str | Any = "defau
     with tqdm(total=len(pairs), disable=not progress, desc=f"explaining ({method})") as bar:
         for s in range(0, len(pairs), pairs_per_batch):
             chunk = pairs[s : s + pairs_per_batch]
-            probes = to_tensor(prepare([p for p, _ in chunk], size))
-            galleries = to_tensor(prepare([g for _, g in chunk], size))
+            probes = to_tensor(prepare([p for p, _ in chunk], size, detector))
+            galleries = to_tensor(prepare([g for _, g in chunk], size, detector))
             out += explainer.explain_pairs(v, probes, galleries, **options)
             bar.update(len(chunk))
     return out

@@ -47,6 +47,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--target", default=None,
                    help="attention target: auto, logit, embedding, similarity")
     p.add_argument("--fill", default=None, help="masking fill: zeros, mean, blur")
+    p.add_argument("--detector", default="yunet", choices=["yunet", "dlib"],
+                   help="face and landmark detector for photos (dlib: pip install 'xfr[dlib]')")
     p.add_argument("--json", action="store_true", help="print the explanation summary as JSON")
 
 
@@ -80,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
                                  ("target", args.target), ("fill", args.fill)) if v is not None}
     out = Path(args.out)
     for desc, probe, gallery, stem in jobs:
-        e = explain(probe, gallery, verifier=args.verifier, method=args.method, **options)
+        e = explain(probe, gallery, verifier=args.verifier, method=args.method,
+                    detector=args.detector, **options)
         png, js = e.save(out, stem)
         if args.json:
             print(json.dumps({"pair": desc, **summary(e), "figure": str(png), "json": str(js)}))

@@ -1,5 +1,6 @@
 """Built-in verifiers: ``face-vit`` (xfr's format), ``face-transformer`` (the public Face
-Transformer checkpoints), ``timm-vit`` (any timm ViT) and the black box ``sface``."""
+Transformer checkpoints), ``timm-vit`` (any timm ViT) and the black boxes ``sface`` and
+``dlib`` (optional: ``pip install "xfr[dlib]"``)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,12 @@ def _sface(source: Any = None, **options: Any) -> Any:
     return SFaceVerifier(source, **options)
 
 
+def _dlib(source: Any = None, **options: Any) -> Any:
+    from xfr_plugins.verifiers.dlib_resnet import DlibVerifier
+
+    return DlibVerifier(source, **options)
+
+
 def _timm_vit(source: Any = None, **options: Any) -> Any:
     from xfr_plugins.verifiers.timm_vit import TimmViTVerifier
 
@@ -39,4 +46,4 @@ def _face_transformer(source: Any = None, **options: Any) -> Any:
 @hookimpl
 def xfr_verifiers() -> Mapping[str, Any]:
     return {"face-vit": _face_vit, "face-transformer": _face_transformer, "sface": _sface,
-            "timm-vit": _timm_vit}
+            "dlib": _dlib, "timm-vit": _timm_vit}
