@@ -23,8 +23,10 @@ from typing import Literal
 import torch
 from torch import nn
 
+from xfr_plugins.attention.base import AttentionMapGenerator
 from xfr_plugins.attention.lrp import (
     add_relevance,
+    check_alpha,
     linear_alpha_beta,
     matmul_relevance,
     readout_relevance,
@@ -32,7 +34,7 @@ from xfr_plugins.attention.lrp import (
 from xfr_plugins.attention.targets import Readout
 from xfr_plugins.attention.tracing import Trace, block_forward
 
-__all__ = ["RelevanceResult", "START", "block_relevance", "propagate"]
+__all__ = ["START", "RelevanceGenerator", "RelevanceResult", "block_relevance", "propagate"]
 
 #: How the relevance starts: ``"unit"`` = one-hot 1 on the target (Chefer et al.'s code, which
 #: the paper's authors ran); ``"score"`` = the target score itself, so that relevance totals
@@ -134,3 +136,16 @@ def propagate(
             totals.append(block_totals)
         totals.reverse()
     return RelevanceResult(start=r0, features=r_feat, tokens=r, block_totals=totals)
+
+
+class RelevanceGenerator(AttentionMapGenerator):
+    """Base of the LRP-based generators (``vit-lrp``, ``nograd-lrp``): options ``alpha`` (the
+    alpha-beta rule, default 1; 0.5 as the paper's authors ran it), ``start`` (the relevance
+    the propagation starts from, one of :data:`START`) and ``batch_size``."""
+
+    def __init__(self, alpha: float = 1.0, start: str = "unit", batch_size: int = 8) -> None:
+        super().__init__(batch_size)
+        self.alpha = check_alpha(alpha)
+        if start not in START:
+            raise ValueError(f"start must be one of {START}, got {start!r}")
+        self.start = start

@@ -19,9 +19,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from xfr_plugins.attention.base import AttentionMapGenerator
-from xfr_plugins.attention.lrp import check_alpha
-from xfr_plugins.attention.relevance import START, propagate
+from xfr_plugins.attention.relevance import RelevanceGenerator, propagate
 from xfr_plugins.attention.rollout import cls_rollout
 from xfr_plugins.attention.targets import readout
 from xfr_plugins.attention.tracing import run_vit
@@ -44,17 +42,10 @@ def attention_gradients(score: torch.Tensor, attentions: list[torch.Tensor]) -> 
     return [torch.zeros_like(a) if g is None else g for g, a in pairs]
 
 
-class ViTLRP(AttentionMapGenerator):
+class ViTLRP(RelevanceGenerator):
     """``vit-lrp``: transformer attribution. Options ``alpha``, ``start``, ``batch_size``."""
 
     name: ClassVar[str] = "vit-lrp"
-
-    def __init__(self, alpha: float = 1.0, start: str = "unit", batch_size: int = 8) -> None:
-        super().__init__(batch_size)
-        self.alpha = check_alpha(alpha)
-        if start not in START:
-            raise ValueError(f"start must be one of {START}, got {start!r}")
-        self.start = start
 
     def patch_scores(
         self, verifier: Any, images: torch.Tensor, target: str, reference: torch.Tensor | None
