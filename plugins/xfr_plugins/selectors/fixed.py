@@ -14,18 +14,15 @@ selector's choice instead (the reason then says so).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from xfr.interfaces.selector import Selection
 from xfr_plugins.selectors.metric import (
     D_FLOOR,
-    PAPER_DECISIONS,
+    ScoringSelector,
     best,
-    floor_note,
     none_eligible_reason,
-    score_candidates,
 )
 
 if TYPE_CHECKING:
@@ -34,7 +31,7 @@ if TYPE_CHECKING:
 DEFAULT_STRATEGY = "oim"
 
 
-class FixedSelector:
+class FixedSelector(ScoringSelector):
     """Always chooses ``argument`` (default ``"oim"``) when it is eligible."""
 
     name = "fixed"
@@ -52,21 +49,13 @@ class FixedSelector:
             raise ValueError(
                 f"fixed selector needs a strategy name such as 'fixed:oim', got {argument!r}"
             )
-        if not (isinstance(d_floor, (int, float)) and math.isfinite(d_floor) and d_floor > 0):
-            raise ValueError(f"d_floor must be a finite number > 0, got {d_floor!r}")
+        super().__init__(decisions=decisions, d_floor=d_floor)
         self.strategy = strategy
         self.fallback = bool(fallback)
-        self.decisions: Mapping[str, Collection[str]] = (
-            PAPER_DECISIONS if decisions is None else dict(decisions)
-        )
-        self.d_floor = float(d_floor)
 
     def select(self, decision: str, distance: float, candidates: Sequence[Candidate]) -> Selection:
         """Score the candidates, then choose :attr:`strategy` if it is eligible."""
-        scores = score_candidates(
-            decision, distance, candidates, decisions=self.decisions, d_floor=self.d_floor
-        )
-        note = floor_note(distance, self.d_floor) if float(distance) < self.d_floor else ""
+        scores, note = self.score(decision, distance, candidates)
         chosen = next((c for c in candidates if c.name == self.strategy), None)
         if chosen is not None and chosen.eligible:
             return Selection(chosen.name, f"fixed strategy {chosen.name}{note}", scores)

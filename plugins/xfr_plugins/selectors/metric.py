@@ -168,7 +168,36 @@ def none_eligible_reason(candidates: Sequence[Candidate]) -> str:
     return "no eligible strategy: " + "; ".join(f"{c.name}: {c.reason}" for c in candidates)
 
 
-class MetricSelector:
+class ScoringSelector:
+    """What every SM+/SM- based selector shares: the strategies' decisions (``decisions``,
+    default: the paper's, N-IUM negative only) and the smallest d divided by (``d_floor``), and
+    the scoring of the candidates with eq. 1 or 2 (:func:`score_candidates`)."""
+
+    def __init__(
+        self,
+        *,
+        decisions: Mapping[str, Collection[str]] | None = None,
+        d_floor: float = D_FLOOR,
+    ) -> None:
+        if not (isinstance(d_floor, (int, float)) and math.isfinite(d_floor) and d_floor > 0):
+            raise ValueError(f"d_floor must be a finite number > 0, got {d_floor!r}")
+        self.decisions: Mapping[str, Collection[str]] = (
+            PAPER_DECISIONS if decisions is None else dict(decisions)
+        )
+        self.d_floor = float(d_floor)
+
+    def score(
+        self, decision: str, distance: float, candidates: Sequence[Candidate]
+    ) -> tuple[dict[str, float | None], str]:
+        """Score ``candidates`` in place; return the scores and the note on a floored d."""
+        scores = score_candidates(
+            decision, distance, candidates, decisions=self.decisions, d_floor=self.d_floor
+        )
+        note = floor_note(distance, self.d_floor) if float(distance) < self.d_floor else ""
+        return scores, note
+
+
+class MetricSelector(ScoringSelector):
     """Picks the candidate with the largest SM+ (positive) or SM- (negative) score.
 
     ``decisions`` maps strategy names to the decisions they explain (default: the paper's,
@@ -186,19 +215,11 @@ class MetricSelector:
     ) -> None:
         if argument:
             raise ValueError(f"the metric selector takes no argument, got 'metric:{argument}'")
-        if not (isinstance(d_floor, (int, float)) and math.isfinite(d_floor) and d_floor > 0):
-            raise ValueError(f"d_floor must be a finite number > 0, got {d_floor!r}")
-        self.decisions: Mapping[str, Collection[str]] = (
-            PAPER_DECISIONS if decisions is None else dict(decisions)
-        )
-        self.d_floor = float(d_floor)
+        super().__init__(decisions=decisions, d_floor=d_floor)
 
     def select(self, decision: str, distance: float, candidates: Sequence[Candidate]) -> Selection:
         """Score every candidate (eq. 1 or 2) and choose the largest score."""
-        scores = score_candidates(
-            decision, distance, candidates, decisions=self.decisions, d_floor=self.d_floor
-        )
-        note = floor_note(distance, self.d_floor) if float(distance) < self.d_floor else ""
+        scores, note = self.score(decision, distance, candidates)
         winner = best(candidates)
         if winner is None:
             return Selection(None, none_eligible_reason(candidates) + note, scores)
