@@ -41,8 +41,11 @@ def pair_distances(verifier: object, pairs: Sequence[Pair], cache: str | Path) -
     from xfr.training.recipe import eval_crops
 
     crops, a, b, _ = eval_crops(pairs, cache)
-    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
-    emb = verifier.embed(x)  # type: ignore[attr-defined]
+    emb = torch.cat([
+        verifier.embed(  # type: ignore[attr-defined]
+            torch.from_numpy(np.array(crops[s : s + 512])).permute(0, 3, 1, 2).float())
+        for s in range(0, len(crops), 512)
+    ])
     d = verifier.distance(emb[a], emb[b])  # type: ignore[attr-defined]
     return d.double().cpu().numpy()
 
