@@ -50,7 +50,28 @@ def pair_distances(verifier: object, pairs: Sequence[Pair], cache: str | Path) -
     return d.double().cpu().numpy()
 
 
-def finalize(model_dir: str | Path, lfw_root: str | Path, cache: str | Path) -> dict[str, object]:
+def learning_curve(checkpoint: str | Path) -> list[dict[str, float]]:
+    """The held-out evaluations logged in a training checkpoint's history (step, epoch,
+    distillation loss, held-out accuracy with and without the mirror image)."""
+    import torch
+
+    history = torch.load(checkpoint, map_location="cpu", weights_only=False).get("history", [])
+    keys = ("step", "epoch", "loss", "heldout_accuracy", "heldout_accuracy_flip")
+    return [
+        {k: round(float(h[k]), 5) for k in keys if h.get(k) is not None}
+        for h in history
+        if "heldout_accuracy" in h
+    ]
+
+
+def finalize(
+    model_dir: str | Path,
+    lfw_root: str | Path,
+    cache: str | Path,
+    checkpoint: str | Path | None = None,
+) -> dict[str, object]:
+    """Set the threshold, measure, record (``checkpoint``: the run's learning curve), write
+    the card; see the module docstring."""
     from xfr.api import load_verifier
 
     model_dir = Path(model_dir)
@@ -83,6 +104,8 @@ def finalize(model_dir: str | Path, lfw_root: str | Path, cache: str | Path) -> 
         pair_distances(verifier, sample, cache), np.array([p.same for p in sample]), th)
     prov["parameters"] = sum(p.numel() for p in verifier.backbone.parameters())  # type: ignore[attr-defined]
     prov["hardware"] = f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU"
+    if checkpoint is not None:
+        prov["learning_curve"] = learning_curve(checkpoint)
     prov.setdefault("licences", {"FairFace": model_card.FAIRFACE_ATTRIBUTION})
     cfg_file.write_text(json.dumps(config, indent=2))
     model_card.write(model_dir)

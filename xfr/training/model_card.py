@@ -20,6 +20,27 @@ def _pct(x: Any) -> str:
     return f"{100 * float(x):.2f} %" if isinstance(x, (int, float)) else "n/a"
 
 
+def _curve(curve: list[dict[str, Any]]) -> list[str]:
+    """The learning curve (held-out accuracy during training) as a Markdown table."""
+    if not curve:
+        return []
+    rows = [
+        "## Learning curve",
+        "",
+        "Held-out accuracy (10-fold protocol) logged during training.",
+        "",
+        "| step | epoch | distillation loss | accuracy | image + mirror |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for c in curve:
+        rows.append(
+            f"| {int(c['step'])} | {c.get('epoch', float('nan')):.2f} | "
+            f"{c.get('loss', float('nan')):.4f} | {_pct(c.get('heldout_accuracy'))} | "
+            f"{_pct(c.get('heldout_accuracy_flip'))} |"
+        )
+    return [*rows, ""]
+
+
 def render(config: dict[str, Any]) -> str:
     arch = config["architecture"]
     p = arch.get("provenance", {})
@@ -70,6 +91,7 @@ def render(config: dict[str, Any]) -> str:
         else "The shipped threshold was chosen on the held-out pairs, so the accuracy at it "
         "is optimistic; the 10-fold figure is the honest one.",
         "",
+        *_curve(p.get("learning_curve", [])),
         "## Licences and attribution",
         "",
         f"- {FAIRFACE_ATTRIBUTION}.",
