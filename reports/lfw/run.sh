@@ -17,11 +17,12 @@ METHODS=${METHODS:-paper,attention,random,minplus,avg,rise,lime}
 VERIFIER=${VERIFIER:-default}
 args=(--pairs "$LFW/pairs.txt" --root "$LFW" --folds 9,10 --verifier "$VERIFIER" --seed 0
       --methods "$METHODS" --generators rollout,vit-lrp,nograd-lrp
-      --baseline-limit "$BASELINE_LIMIT"
-      --option minplus.explain_negative=false --option avg.explain_negative=false
-      --option rise.explain_negative=false --option lime.explain_negative=false
-      --option rise.n_masks=1000
-      --cache "$CACHE" --out "$OUT")
+      --baseline-limit "$BASELINE_LIMIT" --cache "$CACHE" --out "$OUT")
+# baseline options only for the baselines among METHODS (xfr evaluate rejects the others)
+for m in minplus avg rise lime; do
+  if [[ ",$METHODS," == *",$m,"* ]]; then args+=(--option "$m.explain_negative=false"); fi
+done
+if [[ ",$METHODS," == *",rise,"* ]]; then args+=(--option rise.n_masks=1000); fi
 if [ -n "$LIMIT" ]; then args+=(--limit "$LIMIT"); fi
 mkdir -p "$CACHE"
 # align every face and verify every pair once (the shards then find the aligned faces cached)
