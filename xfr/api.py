@@ -60,9 +60,11 @@ def load_verifier(name_or_path: str | Path | Any = "default", **options: Any) ->
 
 
 def to_tensor(crops: np.ndarray) -> Any:
+    """``(N, H, W, 3)`` crops (uint8 or float, arrays or read-only memory maps) as an
+    ``(N, 3, H, W)`` float32 tensor of their own memory."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
+    return torch.from_numpy(np.array(crops, dtype=np.float32)).permute(0, 3, 1, 2)
 
 
 def prepare(images: Sequence[Any], size: int = 112, detector: str = "yunet") -> np.ndarray:

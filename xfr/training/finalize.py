@@ -38,14 +38,16 @@ def pair_distances(verifier: object, pairs: Sequence[Pair], cache: str | Path) -
     """Distances of ``pairs`` under ``verifier`` (aligned crops cached in ``cache``)."""
     import torch
 
+    from xfr.api import to_tensor
     from xfr.training.recipe import eval_crops
 
     crops, a, b, _ = eval_crops(pairs, cache)
-    emb = torch.cat([
-        verifier.embed(  # type: ignore[attr-defined]
-            torch.from_numpy(np.array(crops[s : s + 512])).permute(0, 3, 1, 2).float())
-        for s in range(0, len(crops), 512)
-    ])
+    emb = torch.cat(
+        [
+            verifier.embed(to_tensor(crops[s : s + 512]))  # type: ignore[attr-defined]
+            for s in range(0, len(crops), 512)
+        ]
+    )
     d = verifier.distance(emb[a], emb[b])  # type: ignore[attr-defined]
     return d.double().cpu().numpy()
 
@@ -82,26 +84,28 @@ def finalize(
     verifier = load_verifier(str(model_dir))
     pairs = read_pairs(Path(lfw_root) / "pairs.txt")
     held = [p for p in pairs if p.fold in folds]
+    side = [p for p in pairs if p.fold is not None and p.fold not in folds]
+    # one pass over every pair; the 200-pair sample is a subset of the held-out pairs
+    d_all = pair_distances(verifier, held + side, cache)
+    d_held, d_side = d_all[: len(held)], d_all[len(held) :]
     same = np.array([p.same for p in held])
     ev = prov.setdefault("evaluation", {})
-    side = [p for p in pairs if p.fold is not None and p.fold not in folds]
     if side:
-        d_side = pair_distances(verifier, side, cache)
-        th = float(best_threshold(d_side, np.array([p.same for p in side])))
+        side_same = np.array([p.same for p in side])
+        th = best_threshold(d_side, side_same)
         config["architecture"]["threshold"] = th
         ev["threshold_chosen_on"] = (
             f"LFW View 2 folds {sorted({p.fold for p in side})} ({len(side)} pairs, training "
-            "identities), best accuracy")
-        ev["threshold_accuracy_on_training_folds"] = accuracy_at(
-            d_side, np.array([p.same for p in side]), th)
+            "identities), best accuracy"
+        )
+        ev["threshold_accuracy_on_training_folds"] = accuracy_at(d_side, side_same, th)
     else:
         th = float(config["architecture"]["threshold"])
-    d_held = pair_distances(verifier, held, cache)
     ev["accuracy_at_shipped_threshold"] = accuracy_at(d_held, same, th)
     ev["heldout_accuracy"] = kfold_accuracy(d_held, same).mean
-    sample = fixed_sample(pairs, folds)
-    ev["sample200_accuracy"] = accuracy_at(
-        pair_distances(verifier, sample, cache), np.array([p.same for p in sample]), th)
+    row = {id(p): i for i, p in enumerate(held)}
+    sample = [row[id(p)] for p in fixed_sample(pairs, folds)]
+    ev["sample200_accuracy"] = accuracy_at(d_held[sample], same[sample], th)
     prov["parameters"] = sum(p.numel() for p in verifier.backbone.parameters())  # type: ignore[attr-defined]
     prov["hardware"] = f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU"
     if checkpoint is not None:

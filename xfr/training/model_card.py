@@ -84,9 +84,8 @@ def render(config: dict[str, Any]) -> str:
         f"Fixed sample of 200 held-out pairs (the test's): "
         f"{_pct(ev.get('sample200_accuracy'))} at the shipped threshold.",
         "",
-        "The shipped threshold was chosen on "
-        + str(ev.get("threshold_chosen_on", "the held-out folds (optimistic)"))
-        + " and never on the held-out pairs."
+        f"The shipped threshold was chosen on {ev.get('threshold_chosen_on')} and never on "
+        "the held-out pairs."
         if "threshold_chosen_on" in ev
         else "The shipped threshold was chosen on the held-out pairs, so the accuracy at it "
         "is optimistic; the 10-fold figure is the honest one.",
