@@ -104,3 +104,80 @@ def test_augment_flips_exactly_the_selected_images_and_keeps_range():
 def test_mismatched_training_arrays_are_rejected():
     with pytest.raises(ValueError, match="differ in length"):
         TrainData(np.zeros((2, 112, 112, 3), np.uint8), np.zeros(3, int), np.zeros((2, 2, 4)))
+
+
+def saved_model(folder, held_out=(9, 10), **arch):
+    v = registry.create("verifier", "face-vit", **{**ARCH, "dim": 16, **arch}, num_classes=0)
+    v.config.provenance.update({
+        "teacher": "sface", "steps": 7, "training_seconds": 120.0,
+        "training_data": {"lfw_images": 10, "extra_images": 5,
+                          "lfw_excluded_folds": list(held_out)},
+        "evaluation": {"heldout_accuracy": 0.75}})
+    v.save(folder)
+    return v
+
+
+def test_warm_start_copies_the_backbone_and_keeps_the_previous_provenance(tmp_path):
+    from xfr.training.recipe import warm_start
+
+    saved = saved_model(tmp_path / "stage1")
+    fresh = student(num_classes=4)  # a head the saved model lacks stays as initialised
+    head_before = {k: v.clone() for k, v in fresh.model.state_dict().items()
+                   if k.startswith("head.")}
+    previous = warm_start(fresh.model, tmp_path / "stage1", [10, 9])
+    state, saved_state = fresh.model.state_dict(), saved.model.state_dict()
+    for k, v in saved_state.items():
+        assert torch.equal(state[k], v), k
+    for k, v in head_before.items():
+        assert torch.equal(state[k], v), k
+    assert previous["steps"] == 7 and previous["evaluation"]["heldout_accuracy"] == 0.75
+    assert previous["folder"] == str(tmp_path / "stage1")
+
+
+def test_warm_start_refuses_a_model_with_other_held_out_folds(tmp_path):
+    from xfr.training.recipe import warm_start
+
+    saved_model(tmp_path / "m", held_out=(1, 2))
+    with pytest.raises(ValueError, match="leak evaluation identities"):
+        warm_start(student().model, tmp_path / "m", [9, 10])
+
+
+def test_warm_start_refuses_a_different_architecture(tmp_path):
+    from xfr.training.recipe import warm_start
+
+    saved_model(tmp_path / "m", depth=1)
+    with pytest.raises(ValueError, match="does not fit this architecture"):
+        warm_start(student().model, tmp_path / "m", [9, 10])
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        warm_start(student().model, tmp_path / "missing", [9, 10])
+
+
+def test_model_card_lists_every_training_stage_and_sums_their_time(tmp_path):
+    from xfr.training import model_card
+
+    first = {"steps": 960, "training_seconds": 5880.0,
+             "training_data": {"lfw_images": 100, "extra_images": 50},
+             "evaluation": {"heldout_accuracy": 0.7933}}
+    config = {"architecture": {
+        "patch": "conv", "dim": 128, "depth": 6, "heads": 4, "mlp_dim": 512,
+        "input_norm": "centered", "threshold": 1.3,
+        "provenance": {"steps": 640, "training_seconds": 3600.0, "initialised_from": first,
+                       "training_data": {"lfw_images": 100, "extra_images": 50},
+                       "evaluation": {"heldout_accuracy": 0.8312}}}}
+    card = model_card.render(config)
+    assert "1600 steps in 2 stage(s), 158 min" in card
+    assert "| 1 | 960 | 98 | 150 | 79.33 % |" in card
+    assert "| 2 | 640 | 60 | 150 | 83.12 % |" in card
+
+
+def test_train_command_rejects_a_missing_init_folder_before_any_work(tmp_path, capsys):
+    from xfr import cli
+
+    lfw = tmp_path / "lfw"
+    lfw.mkdir()
+    (lfw / "pairs.txt").write_text("10\t300\n")
+    status = cli.main(["train", "--lfw", str(lfw), "--out", str(tmp_path / "out"),
+                       "--init", str(tmp_path / "nowhere")])
+    assert status == 2
+    assert "--init: not a model folder" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

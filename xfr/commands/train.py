@@ -42,6 +42,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop after this long (resume later by running the same command)")
     p.add_argument("--workers", type=int, default=2, help="processes for face alignment")
+    p.add_argument("--init", default=None, metavar="MODEL_DIR",
+                   help="start from a saved model's weights (same architecture and held-out"
+                        " folds), e.g. a second stage on top of the shipped default")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -58,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     for folder in args.extra:
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"no such folder: {folder}")
+    if args.init and not (Path(args.init) / "config.json").exists():
+        raise FileNotFoundError(f"--init: not a model folder (no config.json): {args.init}")
     folds = [int(f) for f in args.eval_folds.split(",") if f.strip()]
     teacher = registry.create("verifier", args.teacher, flip=False)
 
@@ -78,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
                       "warmup_steps": args.warmup_steps, "eval_every_steps": args.eval_every,
                       "cosface_weight": args.cosface_weight},
         max_seconds=args.max_minutes * 60 if args.max_minutes else None,
-        progress=not args.no_progress, workers=args.workers, extra_limit=args.extra_limit)
+        progress=not args.no_progress, workers=args.workers, extra_limit=args.extra_limit,
+        init_from=args.init)
     print(json.dumps(result, indent=2))
     return 0

@@ -112,7 +112,7 @@ def cosface_labels(labels: np.ndarray, min_images: int = 2) -> tuple[np.ndarray,
 
 __all__ = [
     "HonestSplit", "check_disjoint", "cosface_labels", "embed_crops", "eval_crops",
-    "lfw_split", "pair_accuracy", "teacher_embeddings", "training_data",
+    "lfw_split", "pair_accuracy", "teacher_embeddings", "training_data", "warm_start",
 ]
 
 
@@ -131,8 +131,14 @@ def run_default_recipe(*, student_factory: Callable[..., object],
                        architecture: dict[str, object] | None = None,
                        train_config: dict[str, object] | None = None,
                        max_seconds: float | None = None, progress: bool = True,
-                       workers: int = 2, extra_limit: int | None = None) -> dict[str, object]:
+                       workers: int = 2, extra_limit: int | None = None,
+                       init_from: str | Path | None = None) -> dict[str, object]:
     """Align, embed with the teacher, distil, evaluate on held-out LFW folds, save.
+
+    ``init_from``: a saved model folder (``config.json`` + ``model.safetensors``) whose
+    backbone weights start this run (a second training stage); its architecture must match,
+    and its provenance is kept under ``initialised_from`` so the model card tells the whole
+    history. The split is re-checked: a model trained on the evaluation folds is refused.
 
     ``student_factory(**architecture)`` must return a verifier with a ``model`` (nn.Module
     whose ``forward`` maps 0..255 images to embeddings, optional CosFace ``head``), a
@@ -160,6 +166,8 @@ def run_default_recipe(*, student_factory: Callable[..., object],
     use_head = float((train_config or {}).get("cosface_weight", 0.05)) > 0
     arch["num_classes"] = n_classes if use_head else 0
     student = student_factory(**arch)
+    previous = None if init_from is None else warm_start(student.model, init_from,
+                                                          split.eval_folds)
     crops, a, b, same = eval_crops(split.eval_pairs, cache, workers=workers)
     model = student.model  # type: ignore[attr-defined]
 
@@ -193,10 +201,47 @@ def run_default_recipe(*, student_factory: Callable[..., object],
         "steps": log["step"], "completed": log["done"], "training_seconds": seconds,
         "date": time.strftime("%Y-%m-%d"),
     }
+    if previous is not None:
+        provenance["initialised_from"] = previous
     student.config.provenance.update(provenance)  # type: ignore[attr-defined]
     student.config.threshold = student.threshold  # type: ignore[attr-defined]
     student.save(out / "model")  # type: ignore[attr-defined]
     return provenance
+
+
+def warm_start(model: torch.nn.Module, folder: str | Path,
+               eval_folds: Sequence[int]) -> dict[str, object]:
+    """Load a saved model's weights into ``model`` (heads excluded); return its provenance.
+
+    Raises ``ValueError`` when the saved model was evaluated on other folds than
+    ``eval_folds`` (its training data could then hold this run's evaluation identities) or
+    when its weights do not fit ``model``.
+    """
+    import json
+
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    cfg_file = folder / "config.json"
+    if not cfg_file.exists():
+        raise FileNotFoundError(f"not a model folder (no config.json): {folder}")
+    arch = json.loads(cfg_file.read_text()).get("architecture", {})
+    prov = dict(arch.get("provenance", {}))
+    excluded = prov.get("training_data", {}).get("lfw_excluded_folds")
+    if excluded is None or sorted(excluded) != sorted(eval_folds):
+        raise ValueError(
+            f"{folder} was trained with LFW folds {excluded} held out, not {sorted(eval_folds)}:"
+            " starting from it would leak evaluation identities")
+    state = {k: v for k, v in load_file(str(folder / "model.safetensors")).items()
+             if not k.startswith("head.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("head.")]
+    if missing or unexpected:
+        raise ValueError(f"{folder} does not fit this architecture: missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}")
+    keep = ("teacher", "training_data", "evaluation", "steps", "training_seconds", "date",
+            "hardware", "learning_curve", "initialised_from")
+    return {"folder": str(folder), **{k: prov[k] for k in keep if k in prov}}
 
 
 def _teacher_eval(teacher_embed: Callable[[np.ndarray], np.ndarray],
