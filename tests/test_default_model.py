@@ -32,6 +32,10 @@ def test_default_model_config_says_what_it_is(config):
     prov = arch["provenance"]
     assert prov["teacher"] == "sface"
     assert prov["training_data"]["lfw_excluded_folds"] == prov["evaluation"]["folds"]
+    from xfr.training.model_card import stages
+
+    for stage in stages(prov):  # every training stage held out the same folds
+        assert stage["training_data"]["lfw_excluded_folds"] == prov["evaluation"]["folds"]
     assert 0.5 < prov["evaluation"]["heldout_accuracy"] <= 1
     assert "CC BY 4.0" in json.dumps(prov)  # FairFace's attribution travels with the weights
     assert prov["date"]
