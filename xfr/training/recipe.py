@@ -8,6 +8,7 @@ proves the split and the model card records it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +114,7 @@ def cosface_labels(labels: np.ndarray, min_images: int = 2) -> tuple[np.ndarray,
 __all__ = [
     "HonestSplit", "check_disjoint", "cosface_labels", "embed_crops", "eval_crops",
     "lfw_split", "pair_accuracy", "teacher_embeddings", "training_data", "warm_start",
+    "check_init", "load_backbone",
 ]
 
 
@@ -149,6 +151,8 @@ def run_default_recipe(*, student_factory: Callable[..., object],
     from xfr.training.trainer import TrainConfig, train
 
     out = Path(out)
+    # the starting point is checked before the costly alignment and teacher passes
+    previous = None if init_from is None else check_init(init_from, eval_folds)
     split = lfw_split(lfw_root, cache, eval_folds, workers=workers)
     sets = [split.train]
     for folder in extra_folders:
@@ -166,8 +170,8 @@ def run_default_recipe(*, student_factory: Callable[..., object],
     use_head = float((train_config or {}).get("cosface_weight", 0.05)) > 0
     arch["num_classes"] = n_classes if use_head else 0
     student = student_factory(**arch)
-    previous = None if init_from is None else warm_start(student.model, init_from,
-                                                          split.eval_folds)
+    if init_from is not None:
+        load_backbone(student.model, init_from)  # type: ignore[attr-defined]
     crops, a, b, same = eval_crops(split.eval_pairs, cache, workers=workers)
     model = student.model  # type: ignore[attr-defined]
 
@@ -209,39 +213,49 @@ def run_default_recipe(*, student_factory: Callable[..., object],
     return provenance
 
 
-def warm_start(model: torch.nn.Module, folder: str | Path,
-               eval_folds: Sequence[int]) -> dict[str, object]:
-    """Load a saved model's weights into ``model`` (heads excluded); return its provenance.
+def check_init(folder: str | Path, eval_folds: Sequence[int]) -> dict[str, object]:
+    """The provenance of the saved model in ``folder``, checked as a starting point.
 
-    Raises ``ValueError`` when the saved model was evaluated on other folds than
-    ``eval_folds`` (its training data could then hold this run's evaluation identities) or
-    when its weights do not fit ``model``.
+    Raises ``FileNotFoundError`` when ``folder`` holds no ``config.json`` and ``ValueError``
+    when the saved model held out other LFW folds than ``eval_folds`` (its training data could
+    then hold this run's evaluation identities). Reads only the small config, so a recipe can
+    call it before any costly work.
     """
-    import json
-
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     cfg_file = folder / "config.json"
     if not cfg_file.exists():
         raise FileNotFoundError(f"not a model folder (no config.json): {folder}")
-    arch = json.loads(cfg_file.read_text()).get("architecture", {})
-    prov = dict(arch.get("provenance", {}))
+    prov = dict(json.loads(cfg_file.read_text()).get("architecture", {}).get("provenance", {}))
     excluded = prov.get("training_data", {}).get("lfw_excluded_folds")
     if excluded is None or sorted(excluded) != sorted(eval_folds):
         raise ValueError(
             f"{folder} was trained with LFW folds {excluded} held out, not {sorted(eval_folds)}:"
             " starting from it would leak evaluation identities")
-    state = {k: v for k, v in load_file(str(folder / "model.safetensors")).items()
+    keep = ("teacher", "training_data", "evaluation", "steps", "training_seconds", "date",
+            "hardware", "learning_curve", "initialised_from")
+    return {"folder": str(folder), **{k: prov[k] for k in keep if k in prov}}
+
+
+def load_backbone(model: torch.nn.Module, folder: str | Path) -> None:
+    """Copy the weights saved in ``folder`` into ``model``, heads excluded (a head depends on
+    the run's identity labels); ``ValueError`` when they do not fit ``model``."""
+    from safetensors.torch import load_file
+
+    state = {k: v for k, v in load_file(str(Path(folder) / "model.safetensors")).items()
              if not k.startswith("head.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("head.")]
     if missing or unexpected:
         raise ValueError(f"{folder} does not fit this architecture: missing {missing[:3]}, "
                          f"unexpected {unexpected[:3]}")
-    keep = ("teacher", "training_data", "evaluation", "steps", "training_seconds", "date",
-            "hardware", "learning_curve", "initialised_from")
-    return {"folder": str(folder), **{k: prov[k] for k in keep if k in prov}}
+
+
+def warm_start(model: torch.nn.Module, folder: str | Path,
+               eval_folds: Sequence[int]) -> dict[str, object]:
+    """:func:`check_init`, then :func:`load_backbone`; returns the saved model's provenance."""
+    previous = check_init(folder, eval_folds)
+    load_backbone(model, folder)
+    return previous
 
 
 def _teacher_eval(teacher_embed: Callable[[np.ndarray], np.ndarray],
