@@ -181,3 +181,11 @@ def test_train_command_rejects_a_missing_init_folder_before_any_work(tmp_path, c
     assert status == 2
     assert "--init: not a model folder" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_warm_start_refuses_weights_of_another_width_with_a_value_error(tmp_path):
+    from xfr.training.recipe import warm_start
+
+    saved_model(tmp_path / "m", dim=32, heads=2)  # same parameter names, other shapes
+    with pytest.raises(ValueError, match="does not fit this architecture: .* shapes differ"):
+        warm_start(student().model, tmp_path / "m", [9, 10])

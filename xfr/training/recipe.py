@@ -243,6 +243,12 @@ def load_backbone(model: torch.nn.Module, folder: str | Path) -> None:
 
     state = {k: v for k, v in load_file(str(Path(folder) / "model.safetensors")).items()
              if not k.startswith("head.")}
+    own = model.state_dict()
+    differ = [f"{k} {tuple(v.shape)} here {tuple(own[k].shape)}" for k, v in state.items()
+              if k in own and own[k].shape != v.shape]  # same names, another width
+    if differ:
+        raise ValueError(f"{folder} does not fit this architecture: {len(differ)} shapes differ,"
+                         f" e.g. {differ[:3]}")
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("head.")]
     if missing or unexpected:
