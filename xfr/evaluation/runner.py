@@ -35,6 +35,7 @@ import numpy as np
 
 from xfr.data.lfw import Pair
 from xfr.evaluation.deletion import DEFAULT_FRACTIONS, MODES, check_fractions, curve_distances
+from xfr.evaluation.references import pair_seed, random_maps
 
 DEFAULT_GENERATORS: tuple[str, ...] = ("rollout", "vit-lrp", "nograd-lrp")
 DEFAULT_METHODS: tuple[str, ...] = ("paper", "attention", "random")
@@ -163,24 +164,6 @@ def _write_json(path: Path, doc: Any) -> None:
     tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(doc))
     os.replace(tmp, path)
-
-
-def pair_seed(seed: int, key: str, what: str) -> int:
-    """A per-pair seed independent of batching and sharding."""
-    return int(hashlib.sha1(f"{seed}:{key}:{what}".encode()).hexdigest()[:8], 16)
-
-
-def random_maps(keys: Sequence[str], seed: int, size: tuple[int, int],
-                grid: int = 14) -> np.ndarray:
-    """The ``random`` reference: per pair two uniform ``grid x grid`` maps upsampled
-    bilinearly to ``size`` ``(N, 2, H, W)`` (probe, gallery)."""
-    import torch
-    import torch.nn.functional as F
-
-    small = np.stack([np.random.default_rng(pair_seed(seed, k, "random")).random((2, grid, grid))
-                      for k in keys]).astype(np.float32)
-    up = F.interpolate(torch.from_numpy(small), size=size, mode="bilinear", align_corners=False)
-    return up.numpy()
 
 
 @dataclass
