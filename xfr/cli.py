@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "explain": "xfr.commands.explain",
     "train": "xfr.commands.train",
     "evaluate": "xfr.commands.evaluate",
+    "sanity": "xfr.commands.sanity",
 }
 
 #: Exceptions reported as one clean line (exit status 2) instead of a traceback.
