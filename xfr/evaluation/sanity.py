@@ -160,7 +160,7 @@ class SanitySettings:
             "pairs": str(self.pairs), "root": str(self.root), "format": self.format,
             "folds": sorted(self.folds) if self.folds else None, "limit": self.limit,
             "generators": list(self.generators),
-            "verifier": self.verifier if isinstance(self.verifier, (str, Path)) else
+            "verifier": str(self.verifier) if isinstance(self.verifier, (str, Path)) else
             getattr(self.verifier, "name", type(self.verifier).__name__),
             "seed": self.seed, "batch_size": self.batch_size, "bootstrap": self.n_boot,
             "explainer": "paper (its defaults; generator per run)",
