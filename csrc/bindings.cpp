@@ -58,6 +58,12 @@ xfr::Element element_of(const std::string& shape) {
   throw py::value_error("shape must be 'ellipse' or 'rect', got '" + shape + "'");
 }
 
+xfr::KernelCentre centre_of(const std::string& centre) {
+  if (centre == "opencv") return xfr::KernelCentre::Middle;
+  if (centre == "authors") return xfr::KernelCentre::Authors;
+  throw py::value_error("centre must be 'opencv' or 'authors', got '" + centre + "'");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_kernels, m) {
@@ -82,13 +88,13 @@ PYBIND11_MODULE(_kernels, m) {
 
   m.def(
       "gaussian_kernel",
-      [](int size, double sigma) {
-        const auto g = xfr::gaussian_kernel(size, sigma);
+      [](int size, double sigma, const std::string& centre) {
+        const auto g = xfr::gaussian_kernel(size, sigma, centre_of(centre));
         py::array_t<float> out(static_cast<py::ssize_t>(g.size()));
         std::copy(g.begin(), g.end(), out.mutable_data());
         return out;
       },
-      py::arg("size"), py::arg("sigma"));
+      py::arg("size"), py::arg("sigma"), py::arg("centre") = "opencv");
 
   m.def(
       "otsu",
@@ -167,30 +173,33 @@ PYBIND11_MODULE(_kernels, m) {
 
   m.def(
       "gaussian",
-      [](const py::array& maps, int size, double sigma) {
+      [](const py::array& maps, int size, double sigma, const std::string& centre) {
         const xfr::Dims d = maps_dims(maps, "maps");
+        const xfr::KernelCentre c = centre_of(centre);
         py::array_t<float> out = new_maps(d);
         float* o = out.mutable_data();
         {
           py::gil_scoped_release nogil;
-          xfr::gaussian(fptr(maps), d, size, sigma, o);
+          xfr::gaussian(fptr(maps), d, size, sigma, o, c);
         }
         return out;
       },
-      py::arg("maps"), py::arg("size"), py::arg("sigma"));
+      py::arg("maps"), py::arg("size"), py::arg("sigma"), py::arg("centre") = "opencv");
 
   m.def(
       "smooth_heatmap",
-      [](const py::array& maps, int dilate_w, int dilate_h, int gaussian_size, double sigma) {
+      [](const py::array& maps, int dilate_w, int dilate_h, int gaussian_size, double sigma,
+         const std::string& centre) {
         const xfr::Dims d = maps_dims(maps, "maps");
+        const xfr::KernelCentre c = centre_of(centre);
         py::array_t<float> out = new_maps(d);
         float* o = out.mutable_data();
         {
           py::gil_scoped_release nogil;
-          xfr::smooth_heatmap(fptr(maps), d, dilate_w, dilate_h, gaussian_size, sigma, o);
+          xfr::smooth_heatmap(fptr(maps), d, dilate_w, dilate_h, gaussian_size, sigma, o, c);
         }
         return out;
       },
       py::arg("maps"), py::arg("dilate_w"), py::arg("dilate_h"), py::arg("gaussian_size"),
-      py::arg("sigma"));
+      py::arg("sigma"), py::arg("centre") = "opencv");
 }

@@ -568,8 +568,11 @@ struct GaussPlan {
   std::size_t h = 0, w = 0, wp = 0;
   std::vector<std::size_t> col;  // reflect-101 source column of padded position t
 
-  GaussPlan(int size, double sigma, std::size_t H, std::size_t W)
-      : k(size), a(size / 2), g(gaussian_kernel(size, sigma)), h(H), w(W) {
+  bool symmetric = true;  // g[j] == g[k - 1 - j]: the AVX2 + FMA pass may pair the taps
+
+  GaussPlan(int size, double sigma, std::size_t H, std::size_t W, KernelCentre centre)
+      : k(size), a(size / 2), g(gaussian_kernel(size, sigma, centre)), h(H), w(W),
+        symmetric(centre == KernelCentre::Middle || size % 2 == 1) {
     wp = round_up(W, kAlign);
     for (std::size_t t = 0; t < W + static_cast<std::size_t>(k) - 1; ++t)
       col.push_back(reflect101(static_cast<std::ptrdiff_t>(t) - a, static_cast<std::ptrdiff_t>(W)));
@@ -724,7 +727,7 @@ XFR_INLINE void gaussian_passes(const float* src, std::size_t src_stride, const 
   float* out = s.out.data();
 #if defined(XFR_X86)
   if constexpr (sizeof(V) == 32) {
-    if (cpu_has_fma()) {
+    if (plan.symmetric && cpu_has_fma()) {
       // Both passes vertical: the rows pass runs on the transposed image.
       const std::size_t hp = round_up(H, kAlign);
       float* xt = s.xt.data();
@@ -876,18 +879,20 @@ std::vector<Span> structuring_element(Element shape, int width, int height) {
   return rows;
 }
 
-std::vector<float> gaussian_kernel(int size, double sigma) {
+std::vector<float> gaussian_kernel(int size, double sigma, KernelCentre centre) {
   if (size < 1) throw std::invalid_argument("Gaussian size must be >= 1");
   if (!(sigma > 0) || !std::isfinite(sigma))
     throw std::invalid_argument("sigma must be a finite number > 0, got " + std::to_string(sigma));
-  // cv::getGaussianKernel's formula, shifted by the smallest exponent so that no size/sigma
-  // underflows to an all-zero kernel (the shift cancels in the normalisation).
+  // The Gaussian at each tap's offset from the peak, shifted by the smallest exponent so that
+  // no size/sigma underflows to an all-zero kernel (the shift cancels in the normalisation).
+  const bool middle = centre == KernelCentre::Middle || size % 2 == 1;
+  const double peak = middle ? (size - 1) * 0.5 : static_cast<double>((size + 1) / 2 - 1);
   const double scale2x = -0.5 / (sigma * sigma);
-  const double x0 = (size % 2) ? 0.0 : 0.5;
+  const double x0 = middle && size % 2 == 0 ? 0.5 : 0.0;
   std::vector<double> t(static_cast<std::size_t>(size));
   double sum = 0;
   for (int i = 0; i < size; i++) {
-    const double x = i - (size - 1) * 0.5;
+    const double x = i - peak;
     t[static_cast<std::size_t>(i)] = std::exp(scale2x * (x * x - x0 * x0));
     sum += t[static_cast<std::size_t>(i)];
   }
@@ -951,10 +956,11 @@ void dilate(const float* maps, Dims d, Element shape, int width, int height, flo
   });
 }
 
-void gaussian(const float* maps, Dims d, int size, double sigma, float* out) {
+void gaussian(const float* maps, Dims d, int size, double sigma, float* out,
+              KernelCentre centre) {
   check_dims(d);
   check_gaussian(size, sigma, d, "Gaussian size");
-  const GaussPlan plan(size, sigma, d.h, d.w);
+  const GaussPlan plan(size, sigma, d.h, d.w, centre);
   const std::size_t plane = d.plane();
   for_each_image(d.n, 2.0 * size * static_cast<double>(plane), [&] {
     return [&, s = GaussScratch(plan)](std::size_t i) mutable {
@@ -966,12 +972,12 @@ void gaussian(const float* maps, Dims d, int size, double sigma, float* out) {
 }
 
 void smooth_heatmap(const float* maps, Dims d, int dilate_w, int dilate_h, int gaussian_size,
-                    double sigma, float* out) {
+                    double sigma, float* out, KernelCentre centre) {
   check_dims(d);
   check_element_size(dilate_w, dilate_h, d, "dilate_size");
   check_gaussian(gaussian_size, sigma, d, "gaussian_size");
   const DilatePlan dplan(Element::Ellipse, dilate_w, dilate_h, d.h, d.w);
-  const GaussPlan gplan(gaussian_size, sigma, d.h, d.w);
+  const GaussPlan gplan(gaussian_size, sigma, d.h, d.w, centre);
   const std::size_t plane = d.plane();
   const double work =
       static_cast<double>(plane) * (2.0 * gaussian_size + dplan.levels + 2.0 * dilate_h);

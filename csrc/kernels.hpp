@@ -45,10 +45,20 @@ int default_num_threads();
 // (width / 2, height / 2)), reproduced exactly, rounding included.
 std::vector<Span> structuring_element(Element shape, int width, int height);
 
-// The 1-D Gaussian g[i] = exp(-(i - (size - 1) / 2)^2 / (2 sigma^2)) normalised to sum 1
-// (computed in double like cv::getGaussianKernel, returned as float). The 2-D kernel of
-// gaussian() is the outer product g g^T, which also sums to 1.
-std::vector<float> gaussian_kernel(int size, double sigma);
+// Where the peak of an even-sized Gaussian kernel lies (odd sizes: the middle tap either way).
+//   Middle:  g[i] ~ exp(-(i - (size - 1) / 2)^2 / (2 sigma^2)), cv::getGaussianKernel's taps,
+//            symmetric, peak between taps size/2 - 1 and size/2;
+//   Authors: g[i] ~ exp(-(i - c)^2 / (2 sigma^2)) with c = (size + 1) / 2 - 1 (integer
+//            division): the taps of np.mgrid[-size//2 + 1 : size//2 + 1], as the paper's
+//            authors build their kernel; for size 56 the peak is tap 27 and the taps are
+//            asymmetric (x = -27 .. 28). docs/method.md, "Smoothing".
+enum class KernelCentre { Middle, Authors };
+
+// The 1-D Gaussian of gaussian() normalised to sum 1 (computed in double like
+// cv::getGaussianKernel, returned as float). The 2-D kernel of gaussian() is the outer
+// product g g^T, which also sums to 1.
+std::vector<float> gaussian_kernel(int size, double sigma,
+                                   KernelCentre centre = KernelCentre::Middle);
 
 // Otsu threshold per image (256 bins) on level = uint8(float(255 * map)) (truncation, as
 // NumPy's astype(uint8)); maps must lie in [0, 1]. thresholds[i] is OpenCV's Otsu level t in
@@ -73,12 +83,13 @@ void dilate(const float* maps, Dims d, Element shape, int width, int height, flo
 // Separable Gaussian correlation with gaussian_kernel(size, sigma) on rows and columns, anchor
 // size / 2, reflect-101 borders: cv::filter2D(src, -1, g g^T, BORDER_REFLECT_101).
 // 1 <= size <= min(H, W), sigma > 0. Maps must be finite.
-void gaussian(const float* maps, Dims d, int size, double sigma, float* out);
+void gaussian(const float* maps, Dims d, int size, double sigma, float* out,
+              KernelCentre centre = KernelCentre::Middle);
 
 // Fused per image: min-max normalise -> dilate (ellipse, dilate_w x dilate_h) -> gaussian
 // (gaussian_size, sigma) -> min-max normalise. A map that is constant at either min-max step
 // gives zeros.
 void smooth_heatmap(const float* maps, Dims d, int dilate_w, int dilate_h, int gaussian_size,
-                    double sigma, float* out);
+                    double sigma, float* out, KernelCentre centre = KernelCentre::Middle);
 
 }  // namespace xfr

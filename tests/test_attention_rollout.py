@@ -1,6 +1,7 @@
-"""Raw attention and rollout against a straightforward re-computation (REFERENCE.md, "The paper
-authors' own implementation": mean over heads, lowest 90 % discarded, product of (A + I) without
-row normalisation from block 0; Abnar & Zuidema: row-normalised (A + I) / 2).
+"""Raw attention and rollout against a straightforward re-computation (docs/method.md,
+"Rollout": the authors' rule is the mean over heads, the lowest 90 % discarded except the
+CLS->CLS entry, product of (A + I) without row normalisation from block 0; Abnar & Zuidema:
+row-normalised (A + I) / 2).
 
 The attention probabilities are taken from timm's own (non-fused) attention code through a
 temporary forward hook on its attention dropout, so our explicit forward is checked against
@@ -84,17 +85,22 @@ def test_traced_attention_equals_timms_own_attention() -> None:
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
-def _reference_rollout(probs: list[torch.Tensor], variant: str) -> torch.Tensor:
+def _reference_rollout(probs: list[torch.Tensor], variant: str,
+                       discard_cls: bool = False) -> torch.Tensor:
     t = probs[0].shape[-1]
     eye = torch.eye(t, dtype=probs[0].dtype)
     joint = None
     for p in probs:  # block 0 first; later blocks multiply from the left
         a = p.mean(dim=1)
         if variant == "authors":
-            flat = a.reshape(a.shape[0], -1).clone()
-            drop = flat.topk(int(flat.shape[1] * 0.9), dim=1, largest=False).indices
-            flat.scatter_(1, drop, 0.0)
-            m = flat.reshape(a.shape) + eye
+            rows = []
+            for flat in a.reshape(a.shape[0], -1).clone():  # one image at a time
+                drop = flat.topk(int(flat.shape[0] * 0.9), largest=False).indices
+                if not discard_cls:
+                    drop = drop[drop != 0]  # the authors never zero the CLS->CLS entry
+                flat[drop] = 0.0
+                rows.append(flat)
+            m = torch.stack(rows).reshape(a.shape) + eye
         else:
             m = (a + eye) / 2
             m = m / m.sum(-1, keepdim=True)
@@ -102,14 +108,29 @@ def _reference_rollout(probs: list[torch.Tensor], variant: str) -> torch.Tensor:
     return joint[:, 0, 1:]
 
 
-@pytest.mark.parametrize("variant", ["authors", "abnar"])
-def test_rollout_equals_the_full_matrix_product(variant: str) -> None:
+@pytest.mark.parametrize(("variant", "discard_cls"),
+                         [("authors", False), ("authors", True), ("abnar", False)])
+def test_rollout_equals_the_full_matrix_product(variant: str, discard_cls: bool) -> None:
     v = _face_vit()
     images = _images().double()
     probs = _face_vit_attention(v.backbone, images)
-    expected = to_image_maps(_reference_rollout(probs, variant), (14, 14), (112, 112))
-    got = registry.create("attention", "rollout", variant=variant)(v, images)
+    expected = to_image_maps(_reference_rollout(probs, variant, discard_cls), (14, 14),
+                             (112, 112))
+    got = registry.create("attention", "rollout", variant=variant,
+                          discard_cls=discard_cls)(v, images)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_rollout_never_discards_the_cls_to_cls_entry_by_default() -> None:
+    """Rule 2 of docs/method.md: the CLS->CLS entry survives even when it is the lowest."""
+    a = torch.rand(2, 10, 10) + 0.5
+    a[:, 0, 0] = 0.01  # the lowest entry of each matrix
+    kept = discard_lowest(a, 0.9)
+    assert (kept[:, 0, 0] == 0.01).all()
+    assert ((kept != 0).sum(dim=(1, 2)) == 100 - 90 + 1).all()  # one entry fewer discarded
+    zeroed = discard_lowest(a, 0.9, keep_cls=False)
+    assert (zeroed[:, 0, 0] == 0).all()
+    assert ((zeroed != 0).sum(dim=(1, 2)) == 10).all()
 
 
 def test_raw_attention_is_the_last_blocks_head_mean_cls_row() -> None:
@@ -122,6 +143,7 @@ def test_raw_attention_is_the_last_blocks_head_mean_cls_row() -> None:
 
 def test_discard_lowest_keeps_exactly_the_top_tenth() -> None:
     a = torch.rand(3, 197, 197)
+    a[:, 0, 0] = 1.0  # among the kept entries: the CLS exemption plays no part here
     kept = discard_lowest(a, 0.9)
     n = 197 * 197
     assert ((kept != 0).sum(dim=(1, 2)) == n - int(0.9 * n)).all()

@@ -42,6 +42,7 @@ __all__ = [
     "PAPER_DILATE_SIZE",
     "PAPER_GAUSSIAN_SIZE",
     "PAPER_SIGMA",
+    "KernelCentre",
     "combine",
     "dilate",
     "gaussian",
@@ -64,10 +65,15 @@ PAPER_SIGMA = 56 / 8.5
 SetOperation = Literal["and", "or", "xor"]
 StrategyName = Literal["oim", "um", "nium"]
 ElementShape = Literal["ellipse", "rect"]
+#: Where an even-sized Gaussian kernel peaks: ``"opencv"`` (symmetric, between the two middle
+#: taps, ``cv2.getGaussianKernel``) or ``"authors"`` (on tap ``size // 2 - 1``, the kernel the
+#: paper's authors build from ``np.mgrid[-size//2 + 1 : size//2 + 1]``; docs/method.md).
+KernelCentre = Literal["opencv", "authors"]
 
 _OPS = ("and", "or", "xor")
 _STRATEGIES = ("oim", "um", "nium")
 _SHAPES = ("ellipse", "rect")
+_CENTRES = ("opencv", "authors")
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,28 +342,31 @@ def dilate(
     return out[0] if single else out
 
 
-def gaussian(maps: ArrayT, size: int = 56, sigma: float = PAPER_SIGMA) -> ArrayT:
-    """Gaussian filter (REFERENCE.md: "Gaussian filter of size 56 with sigma = 56 / 8.5 ...,
-    kernel normalised to sum 1").
+def gaussian(
+    maps: ArrayT, size: int = 56, sigma: float = PAPER_SIGMA, centre: KernelCentre = "opencv"
+) -> ArrayT:
+    """Gaussian filter (paper Sec. 3.1: size 56, sigma 56 / 8.5; kernel normalised to sum 1).
 
     Separable correlation with :func:`gaussian_kernel` ``g`` on rows and columns, i.e. with
-    the 2-D kernel ``outer(g, g)`` (sum 1), anchored at ``size // 2`` (OpenCV's default: for an
-    even size the kernel's centre lies half a pixel up-left of the anchor), reflect-101 borders
-    (``cba|abcd|dcb``). Equal to ``cv2.filter2D(map, -1, np.outer(g, g),
+    the 2-D kernel ``outer(g, g)`` (sum 1), anchored at ``size // 2`` (OpenCV's default),
+    reflect-101 borders (``cba|abcd|dcb``). Equal to ``cv2.filter2D(map, -1, np.outer(g, g),
     borderType=cv2.BORDER_REFLECT_101)`` within 1e-5 for maps in [0, 1]. ``size`` must be
-    between 1 and the smaller image side.
+    between 1 and the smaller image side. ``centre`` picks the taps of an even-sized kernel
+    (:data:`KernelCentre`): with ``"opencv"`` its peak lies half a pixel up-left of the anchor,
+    with ``"authors"`` one pixel up-left (the paper's authors' kernel).
     """
     size = _int(size, "size")
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
     sigma = _sigma(sigma)
+    centre = _choice(centre, "centre", _CENTRES)  # type: ignore[assignment]
     kind = _kind(("maps", maps))
     m, single = _maps(maps, "maps", kind)
     _fits(size, size, m, "Gaussian size")
     if kind == "numpy":
-        out = _native().gaussian(m, size, sigma)
+        out = _native().gaussian(m, size, sigma, centre)
     else:
-        out = _torch_impl().gaussian(m, size, sigma)
+        out = _torch_impl().gaussian(m, size, sigma, centre)
     return out[0] if single else out
 
 
@@ -366,10 +375,11 @@ def smooth_heatmap(
     dilate_size: int | tuple[int, int] = 8,
     gaussian_size: int = 56,
     sigma: float = PAPER_SIGMA,
+    centre: KernelCentre = "opencv",
 ) -> ArrayT:
-    """The paper's smoothing of each final heatmap (Sec. 3.3; REFERENCE.md): min-max
-    normalise -> :func:`dilate` (ellipse, ``dilate_size``) -> :func:`gaussian`
-    (``gaussian_size``, ``sigma``) -> min-max normalise, fused in one pass per image.
+    """The paper's smoothing of each final heatmap (Sec. 3.1): min-max normalise ->
+    :func:`dilate` (ellipse, ``dilate_size``) -> :func:`gaussian` (``gaussian_size``,
+    ``sigma``, ``centre``) -> min-max normalise, fused in one pass per image.
 
     Min-max normalisation is ``(x - min) / (max - min)``. A map that is constant (before or
     after the smoothing) has no defined normalisation: its result is all zeros, never NaN.
@@ -381,25 +391,31 @@ def smooth_heatmap(
     if size < 1:
         raise ValueError(f"gaussian_size must be >= 1, got {size}")
     sigma = _sigma(sigma)
+    centre = _choice(centre, "centre", _CENTRES)  # type: ignore[assignment]
     kind = _kind(("maps", maps))
     m, single = _maps(maps, "maps", kind)
     _fits(w, h, m, "dilate_size")
     _fits(size, size, m, "gaussian_size")
     if kind == "numpy":
-        out = _native().smooth_heatmap(m, w, h, size, sigma)
+        out = _native().smooth_heatmap(m, w, h, size, sigma, centre)
     else:
-        out = _torch_impl().smooth_heatmap(m, w, h, size, sigma)
+        out = _torch_impl().smooth_heatmap(m, w, h, size, sigma, centre)
     return out[0] if single else out
 
 
-def gaussian_kernel(size: int = 56, sigma: float = PAPER_SIGMA) -> np.ndarray:
-    """The 1-D taps ``g`` of :func:`gaussian` (float32, sum 1):
-    ``g[i] ~ exp(-(i - (size - 1) / 2)^2 / (2 sigma^2))``, the formula of
-    ``cv2.getGaussianKernel``. The 2-D kernel is ``np.outer(g, g)``."""
+def gaussian_kernel(
+    size: int = 56, sigma: float = PAPER_SIGMA, centre: KernelCentre = "opencv"
+) -> np.ndarray:
+    """The 1-D taps ``g`` of :func:`gaussian` (float32, sum 1): ``g[i] ~ exp(-(i - c)^2 /
+    (2 sigma^2))`` with ``c = (size - 1) / 2`` (``"opencv"``, the formula of
+    ``cv2.getGaussianKernel``) or ``c = (size + 1) // 2 - 1`` (``"authors"``: the offsets
+    ``np.mgrid[-size//2 + 1 : size//2 + 1]``, -27 .. 28 for size 56). The 2-D kernel is
+    ``np.outer(g, g)``."""
     size = _int(size, "size")
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
-    return _native().gaussian_kernel(size, _sigma(sigma))
+    centre = _choice(centre, "centre", _CENTRES)  # type: ignore[assignment]
+    return _native().gaussian_kernel(size, _sigma(sigma), centre)
 
 
 def structuring_element(

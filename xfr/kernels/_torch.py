@@ -39,11 +39,13 @@ def structuring_spans(shape: str, width: int, height: int) -> list[tuple[int, in
     return rows
 
 
-def gaussian_taps(size: int, sigma: float) -> list[float]:
+def gaussian_taps(size: int, sigma: float, centre: str = "opencv") -> list[float]:
     """The float32 taps of ``xfr.kernels.gaussian_kernel`` (returned as Python floats)."""
+    middle = centre == "opencv" or size % 2 == 1
+    peak = (size - 1) * 0.5 if middle else float((size + 1) // 2 - 1)
     scale2x = -0.5 / (sigma * sigma)
-    x0 = 0.0 if size % 2 else 0.5
-    t = [math.exp(scale2x * ((i - (size - 1) * 0.5) ** 2 - x0 * x0)) for i in range(size)]
+    x0 = 0.5 if middle and size % 2 == 0 else 0.0
+    t = [math.exp(scale2x * ((i - peak) ** 2 - x0 * x0)) for i in range(size)]
     s = 1.0 / sum(t)
     return torch.tensor([v * s for v in t], dtype=torch.float32).tolist()
 
@@ -126,9 +128,9 @@ def dilate(maps: torch.Tensor, width: int, height: int, shape: str) -> torch.Ten
 
 
 @torch.no_grad()
-def gaussian(maps: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
+def gaussian(maps: torch.Tensor, size: int, sigma: float, centre: str = "opencv") -> torch.Tensor:
     a = size // 2
-    g = torch.tensor(gaussian_taps(size, sigma), dtype=torch.float64, device=maps.device)
+    g = torch.tensor(gaussian_taps(size, sigma, centre), dtype=torch.float64, device=maps.device)
     x = F.pad(maps[:, None].double(), (a, size - 1 - a, a, size - 1 - a), mode="reflect")
     x = F.conv2d(x, g.view(1, 1, 1, size))
     x = F.conv2d(x, g.view(1, 1, size, 1))
@@ -148,9 +150,10 @@ def _min_max(x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def smooth_heatmap(
-    maps: torch.Tensor, dilate_w: int, dilate_h: int, gaussian_size: int, sigma: float
+    maps: torch.Tensor, dilate_w: int, dilate_h: int, gaussian_size: int, sigma: float,
+    centre: str = "opencv",
 ) -> torch.Tensor:
     x = _min_max(maps)
     x = dilate(x, dilate_w, dilate_h, "ellipse")
-    x = gaussian(x, gaussian_size, sigma)
+    x = gaussian(x, gaussian_size, sigma, centre)
     return _min_max(x)

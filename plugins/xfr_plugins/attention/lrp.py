@@ -1,14 +1,18 @@
-"""Layer-wise relevance propagation rules for ViTs (Chefer, Gur & Wolf 2021; REFERENCE.md,
-"Chefer, Gur & Wolf LRP for ViTs").
+"""Layer-wise relevance propagation rules for ViTs (Chefer, Gur & Wolf 2021; docs/method.md,
+"LRP rules").
 
 Each rule maps the relevance of a layer's output to the relevance of its input(s), from the
 activations of the forward pass; none of them needs autograd. The rules, as the paper's authors
 ran them through Chefer et al.'s code:
 
-- Linear layers: the alpha-beta rule with ``beta = alpha - 1`` (``alpha = 1``: only positive
-  contributions; ``alpha = 0.5`` as the paper's authors ran it). Biases take no relevance, so
-  the rule conserves relevance exactly (up to the 1e-9 guards) for every alpha whenever both
-  the positive and the negative pre-activations of an output are non-zero.
+- Linear layers: the alpha-beta rule with ``beta = alpha - 1`` (``alpha = 0.5`` as the
+  paper's authors ran it, xfr's default; ``alpha = 1``, only positive contributions, Chefer et
+  al.'s default). Biases take no relevance, so the rule conserves relevance exactly (up to the
+  1e-9 guards) for every alpha whenever both the positive and the negative pre-activations of
+  an output are non-zero; where one group is empty only ``alpha`` (or ``-beta``) of the
+  relevance passes, as in the reference code.
+- A tensor used twice (residual stream and branch input): the two relevances add up
+  (:func:`clone_relevance`).
 - Residual additions: relevance split in proportion to each term's contribution
   ``x * R / (x + y)``, then each share rescaled so that the two totals are
   ``|sum a| / (|sum a| + |sum b|)`` of the incoming total, per image: conserved.
@@ -17,7 +21,8 @@ ran them through Chefer et al.'s code:
 - LayerNorm, GELU, softmax, dropout, LayerScale: relevance passed through unchanged.
 - The first layer on pixels: the z^B rule with the input's bounds (lowest and highest value
   of each image).
-- Divisions guarded by 1e-9 (a zero denominator gives zero relevance).
+- Divisions ``a / b`` computed as ``a / (b + 1e-9)``, zero where ``b == 0``
+  (:func:`safe_divide`, the reference code's guard).
 
 Shapes follow ``torch.nn.functional.linear``: inputs ``(..., in)``, weights ``(out, in)``,
 relevances ``(..., out)``.
@@ -32,6 +37,7 @@ __all__ = [
     "EPS",
     "add_relevance",
     "check_alpha",
+    "clone_relevance",
     "linear_alpha_beta",
     "linear_zb",
     "matmul_relevance",
@@ -44,8 +50,12 @@ EPS = 1e-9
 
 
 def safe_divide(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a / b`` with ``b`` pushed 1e-9 away from zero (sign kept); 0 where ``b == 0``."""
-    out = a / torch.add(b, torch.sign(b), alpha=EPS)
+    """``a / (b + 1e-9)``, 0 where ``b == 0`` (the guard of Chefer et al.'s code, which the
+    paper's authors ran; docs/method.md, "LRP rules"): the guard is added whatever the sign
+    of ``b``, and a denominator that the guard itself cancels becomes 1e-9."""
+    den = b + EPS
+    den = den.masked_fill(den == 0, EPS)
+    out = a / den
     return out.masked_fill_(b == 0, 0.0)
 
 
@@ -61,19 +71,13 @@ def check_alpha(alpha: float) -> float:
 
 
 def _share(
-    xp: torch.Tensor, xn: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, r: torch.Tensor,
-    sign: float,
+    xp: torch.Tensor, xn: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, r: torch.Tensor
 ) -> torch.Tensor:
-    """``x+ (s W1) + x- (s W2)`` with ``s = r / z``, ``z = x+ W1^T + x- W2^T``.
-
-    Every term of ``z`` has the sign ``sign`` (activators >= 0, inhibitors <= 0), so the guard
-    is a plain ``+- 1e-9``. Where ``z == 0`` every term is 0, and so is every contribution
-    (``x+_i W1_ji = 0`` exactly): the same as a zero-guarded division, without the masks.
-    """
+    """``x+ (s W1) + x- (s W2)`` with ``s = r / z`` (:func:`safe_divide`),
+    ``z = x+ W1^T + x- W2^T``."""
     z = F.linear(xp, w1)
     z += F.linear(xn, w2)
-    z.add_(sign * EPS)
-    s = torch.div(r, z)
+    s = safe_divide(r, z)
     out = xp * (s @ w1)
     return out.addcmul_(xn, s @ w2)
 
@@ -89,11 +93,11 @@ def linear_alpha_beta(
     """
     wp, wn = weight.clamp(min=0), weight.clamp(max=0)
     xp, xn = x.clamp(min=0), x.clamp(max=0)
-    r = _share(xp, xn, wp, wn, relevance, 1.0)
+    r = _share(xp, xn, wp, wn, relevance)
     if alpha == 1.0:
         return r
     beta = alpha - 1.0
-    inh = _share(xp, xn, wn, wp, relevance, -1.0)
+    inh = _share(xp, xn, wn, wp, relevance)
     return r.mul_(alpha).sub_(inh, alpha=beta)
 
 
@@ -104,9 +108,11 @@ def readout_relevance(
 
     The relevance ``(N,)`` of the score is shared over the ``D`` contributions ``x_i w_i``:
     positive ones in proportion (times alpha), negative ones in proportion (times
-    ``beta = alpha - 1``, subtracted). When one of the two groups is empty (e.g. the embedding
-    read along its own direction has only positive contributions) the other takes all the
-    relevance, so that the read-out always conserves it.
+    ``beta = alpha - 1``, subtracted): exactly Chefer et al.'s ``Linear.relprop`` on the
+    identity head's row, as the paper's authors ran it. When one group is empty (e.g. the
+    embedding read along its own direction has only positive contributions) it takes nothing,
+    so only ``alpha`` of the relevance (or ``-beta`` of it) enters the network: the rule does
+    not conserve then, as in the authors' code (docs/method.md, "LRP rules").
     """
     c = x * direction
     cp, cn = c.clamp(min=0), c.clamp(max=0)
@@ -116,8 +122,7 @@ def readout_relevance(
     if alpha == 1.0:
         return act
     inh = cn * safe_divide(r, sn)
-    mixed = alpha * act - (alpha - 1.0) * inh
-    return torch.where(sn == 0, act, torch.where(sp == 0, inh, mixed))
+    return alpha * act - (alpha - 1.0) * inh
 
 
 def linear_zb(
@@ -167,6 +172,16 @@ def add_relevance(
     ra = ra * _per_sample(safe_divide(fa, sa), ra)
     rb = rb * _per_sample(safe_divide(fb, sb), rb)
     return ra, rb
+
+
+def clone_relevance(x: torch.Tensor, *relevances: torch.Tensor) -> torch.Tensor:
+    """A tensor ``x`` used twice (the residual stream and a branch's input): the relevances
+    of its uses add up, as ``x * sum_i (R_i / x)`` with the guarded division of
+    :func:`safe_divide` (the reference code's ``Clone`` rule; zero where ``x == 0``)."""
+    total = safe_divide(relevances[0], x)
+    for r in relevances[1:]:
+        total = total + safe_divide(r, x)
+    return x * total
 
 
 def matmul_relevance(

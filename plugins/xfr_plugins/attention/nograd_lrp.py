@@ -1,10 +1,12 @@
 """No-Grad ViT-LRP: transformer attribution without the gradients (paper Sec. 4, the paper's
-best tool with OIM; REFERENCE.md, "The paper authors' own implementation").
+best tool with OIM; docs/method.md, "Attention generators").
 
 For each block the LRP relevance of the attention probabilities ``R_b`` (``(H, T, T)``,
-:mod:`relevance`) is averaged over heads and clamped at 0, ``Abar_b = max(0, mean_h R_b)``; the
-map is the CLS row of ``(Abar_{L-1} + I) ... (Abar_0 + I)`` (no row normalisation, from block
-0) over the patch tokens. Options as :class:`~xfr_plugins.attention.vit_lrp.ViTLRP`.
+:mod:`relevance`) is clamped at 0 head by head and then averaged over the heads,
+``Abar_b = mean_h max(0, R_b)`` (the order of the authors' code; averaging first and clamping
+after is a different rule); the map is the CLS row of ``(Abar_{L-1} + I) ... (Abar_0 + I)`` (no
+row normalisation, from block 0) over the patch tokens. Options as
+:class:`~xfr_plugins.attention.vit_lrp.ViTLRP`.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class NoGradLRP(RelevanceGenerator):
         cams: list[torch.Tensor] = [torch.empty(0)] * len(trace.block_inputs)
 
         def keep(i: int, r_probs: torch.Tensor) -> None:
-            cams[i] = r_probs.mean(dim=1).clamp(min=0)
+            cams[i] = r_probs.clamp(min=0).mean(dim=1)  # clamp each head, then average
 
         propagate(verifier.backbone, trace, target_readout, alpha=self.alpha,
                   start=self.start, on_attention=keep)  # type: ignore[arg-type]

@@ -27,6 +27,7 @@ from xfr_plugins.attention.base import AttentionMapGenerator
 from xfr_plugins.attention.lrp import (
     add_relevance,
     check_alpha,
+    clone_relevance,
     linear_alpha_beta,
     matmul_relevance,
     readout_relevance,
@@ -34,7 +35,10 @@ from xfr_plugins.attention.lrp import (
 from xfr_plugins.attention.targets import Readout
 from xfr_plugins.attention.tracing import Trace, block_forward
 
-__all__ = ["START", "RelevanceGenerator", "RelevanceResult", "block_relevance", "propagate"]
+__all__ = [
+    "PAPER_ALPHA", "START", "RelevanceGenerator", "RelevanceResult", "block_relevance",
+    "propagate",
+]
 
 #: How the relevance starts: ``"unit"`` = one-hot 1 on the target (Chefer et al.'s code, which
 #: the paper's authors ran); ``"score"`` = the target score itself, so that relevance totals
@@ -75,7 +79,7 @@ def block_relevance(
     # m = ls2(fc2(norm(act(fc1(h2))))): LayerScale, norm and GELU pass relevance through
     r_g = linear_alpha_beta(acts.g, mlp.fc2.weight, r_m, alpha)
     r_h2 = linear_alpha_beta(acts.h2, mlp.fc1.weight, r_g, alpha)
-    r_y = r_y + r_h2  # norm2 passes through; the two uses of y add up
+    r_y = clone_relevance(acts.y, r_y, r_h2)  # norm2 passes through; the two uses of y add up
     totals["residual"] = _total(r_y)
     # y = x + a
     r_x, r_a = add_relevance(acts.x, acts.a, r_y)
@@ -91,7 +95,7 @@ def block_relevance(
     r_qkv = torch.stack([r_q, r_kt.transpose(-2, -1), r_v])  # (3, N, H, T, d)
     r_qkv = r_qkv.permute(1, 3, 0, 2, 4).reshape(n, t, 3 * heads * head_dim)
     r_h1 = linear_alpha_beta(acts.h1, attn.qkv.weight, r_qkv, alpha)
-    r_x = r_x + r_h1
+    r_x = clone_relevance(acts.x, r_x, r_h1)
     totals["input"] = _total(r_x)
     return r_x, totals
 
@@ -138,12 +142,20 @@ def propagate(
     return RelevanceResult(start=r0, features=r_feat, tokens=r, block_totals=totals)
 
 
+#: The alpha of the alpha-beta rule as the paper's authors ran it (docs/method.md, "LRP rules");
+#: Chefer et al.'s own default is 1.
+PAPER_ALPHA = 0.5
+
+
 class RelevanceGenerator(AttentionMapGenerator):
     """Base of the LRP-based generators (``vit-lrp``, ``nograd-lrp``): options ``alpha`` (the
-    alpha-beta rule, default 1; 0.5 as the paper's authors ran it), ``start`` (the relevance
-    the propagation starts from, one of :data:`START`) and ``batch_size``."""
+    alpha-beta rule, default 0.5 as the paper's authors ran it; 1 is Chefer et al.'s value),
+    ``start`` (the relevance the propagation starts from, one of :data:`START`) and
+    ``batch_size``."""
 
-    def __init__(self, alpha: float = 1.0, start: str = "unit", batch_size: int = 8) -> None:
+    def __init__(
+        self, alpha: float = PAPER_ALPHA, start: str = "unit", batch_size: int = 8
+    ) -> None:
         super().__init__(batch_size)
         self.alpha = check_alpha(alpha)
         if start not in START:

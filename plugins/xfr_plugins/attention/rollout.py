@@ -1,11 +1,12 @@
 """Attention rollout (Abnar & Zuidema 2020) and the product of per-block matrices it shares with
-ViT-LRP (paper Sec. 3.1; REFERENCE.md, "The paper authors' own implementation").
+ViT-LRP (paper Sec. 3.1; docs/method.md, "Rollout").
 
 Two variants:
 
 - ``"authors"`` (default, the paper's code): raw attention of each block, heads fused by their
-  mean, the lowest 90 % of the entries of each ``T x T`` matrix set to 0, then the product of
-  ``(A + I)`` over the blocks, without row normalisation, starting at block 0.
+  mean, the lowest 90 % of the entries of each ``T x T`` matrix set to 0 except the CLS->CLS
+  entry, which the authors' code never zeroes (``discard_cls=True`` zeroes it too), then the
+  product of ``(A + I)`` over the blocks, without row normalisation, starting at block 0.
 - ``"abnar"`` (Abnar & Zuidema's original): heads fused by their mean, ``(A + I) / 2``
   row-normalised, multiplied over the blocks (nothing discarded unless asked).
 
@@ -49,18 +50,26 @@ def fuse_heads(attention: torch.Tensor, how: str = "mean") -> torch.Tensor:
     raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {how!r}")
 
 
-def discard_lowest(matrices: torch.Tensor, ratio: float) -> torch.Tensor:
-    """Zero the lowest ``int(ratio * T * T)`` entries of each ``(T, T)`` matrix of ``(N, T, T)``."""
+def discard_lowest(matrices: torch.Tensor, ratio: float, *, keep_cls: bool = True) -> torch.Tensor:
+    """Zero the lowest ``int(ratio * T * T)`` entries of each ``(T, T)`` matrix of ``(N, T, T)``.
+
+    The entries are those ``torch.topk(..., largest=False)`` picks. With ``keep_cls`` (the
+    authors' rule, docs/method.md "Rollout") the CLS->CLS entry ``[0, 0]`` is never zeroed even
+    when it is among the lowest, so one entry fewer is discarded then; ``keep_cls=False``
+    zeroes it like any other.
+    """
     if ratio <= 0:
         return matrices
     n = matrices.shape[0]
     flat = matrices.reshape(n, -1)
-    keep = flat.shape[1] - int(flat.shape[1] * ratio)
-    if keep <= 0:
-        return torch.zeros_like(matrices)
-    idx = flat.topk(keep, dim=1).indices
-    kept = torch.zeros_like(flat).scatter_(1, idx, flat.gather(1, idx))
-    return kept.reshape(matrices.shape)
+    k = int(flat.shape[1] * ratio)
+    if k <= 0:
+        return matrices
+    lowest = flat.topk(k, dim=1, largest=False).indices
+    drop = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, lowest, True)
+    if keep_cls:
+        drop[:, 0] = False
+    return flat.masked_fill(drop, 0.0).reshape(matrices.shape)
 
 
 def cls_rollout(
@@ -100,8 +109,10 @@ def check_ratio(ratio: Any) -> float:
 class Rollout(AttentionMapGenerator):
     """Attention rollout; ``variant="authors"`` (default) or ``"abnar"`` (see module docstring).
 
-    Options: ``discard_ratio`` (default 0.9 for ``authors``, 0 for ``abnar``), ``head_fusion``
-    (mean, max, min; default mean), ``batch_size``. Independent of the target.
+    Options: ``discard_ratio`` (default 0.9 for ``authors``, 0 for ``abnar``),
+    ``discard_cls`` (whether the CLS->CLS entry may be discarded; default False, the authors'
+    rule), ``head_fusion`` (mean, max, min; default mean), ``batch_size``. Independent of the
+    target.
     """
 
     name: ClassVar[str] = "rollout"
@@ -113,8 +124,12 @@ class Rollout(AttentionMapGenerator):
         discard_ratio: float | None = None,
         head_fusion: str = "mean",
         batch_size: int = 8,
+        discard_cls: bool = False,
     ) -> None:
         super().__init__(batch_size)
+        if not isinstance(discard_cls, bool):
+            raise TypeError(f"discard_cls must be a bool, got {type(discard_cls).__name__}")
+        self.discard_cls = discard_cls
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         if head_fusion not in HEAD_FUSIONS:
@@ -128,7 +143,8 @@ class Rollout(AttentionMapGenerator):
         self, verifier: Any, images: torch.Tensor, target: str, reference: torch.Tensor | None
     ) -> torch.Tensor:
         def keep(probs: torch.Tensor) -> torch.Tensor:
-            return discard_lowest(fuse_heads(probs, self.head_fusion), self.discard_ratio)
+            return discard_lowest(fuse_heads(probs, self.head_fusion), self.discard_ratio,
+                                  keep_cls=not self.discard_cls)
 
         trace = run_vit(verifier, images, keep_attention=keep)
         abnar = self.variant == "abnar"

@@ -6,9 +6,9 @@ generator; default No-Grad ViT-LRP, the paper's best) -> Otsu masks -> candidate
 (positive: the PP pair = probe + masked gallery and the PG pair = gallery + masked probe;
 negative: the NPG pair = masked probe + masked gallery) -> selection (SM+ eq. 1 / SM- eq. 2, or
 a fixed strategy) -> the chosen strategy's heatmap values -> dilation + Gaussian smoothing
-(Sec. 3.1: 8x8 elliptical dilation, 56x56 Gaussian with sigma 56/8.5).
+(Sec. 3.1: 8x8 elliptical dilation, 56x56 Gaussian with sigma 56/8.5, the authors' kernel).
 
-The same mask is removed from both faces (REFERENCE.md, eq. 1-2), so the final heatmap is one
+The same mask is removed from both faces (eq. 1-2; docs/method.md), so the final heatmap is one
 map of the pair, drawn on both faces: ``Explanation.heatmaps[0]`` (probe) and ``[1]``
 (gallery) are equal.
 
@@ -66,7 +66,9 @@ class PaperExplainer:
     ``"embedding"`` or ``"similarity"``: the other face's embedding), ``strategies`` (names, or
     a dict per decision; default OIM+UM positive, OIM+UM+N-IUM negative), ``selector``
     (``"metric"`` or ``"fixed:oim"``...), ``fill`` (``"zeros"``, ``"mean"``, ``"blur"``),
-    ``dilate_size`` (8), ``gaussian_size`` (56), ``sigma`` (56/8.5), ``batch_size`` (256).
+    ``dilate_size`` (8), ``gaussian_size`` (56), ``sigma`` (56/8.5), ``gaussian_centre``
+    (``"authors"``: the paper's authors' kernel, peak on tap 27 of 56; ``"opencv"``: the
+    symmetric kernel of ``cv2.getGaussianKernel``), ``batch_size`` (256).
     """
 
     name = "paper"
@@ -75,7 +77,8 @@ class PaperExplainer:
         self.options: dict[str, Any] = {
             "generator": "nograd-lrp", "generator_options": {}, "target": "auto",
             "strategies": None, "selector": "metric", "fill": "zeros", "dilate_size": 8,
-            "gaussian_size": 56, "sigma": 56 / 8.5, "batch_size": 256,
+            "gaussian_size": 56, "sigma": 56 / 8.5, "gaussian_centre": "authors",
+            "batch_size": 256,
         }
         self._set(options)
 
@@ -185,7 +188,8 @@ class PaperExplainer:
                                                              mask_g[i])
                 smooth = kernels.smooth_heatmap(
                     np.ascontiguousarray(raw, dtype=np.float32), dilate_size=opts["dilate_size"],
-                    gaussian_size=opts["gaussian_size"], sigma=opts["sigma"])
+                    gaussian_size=opts["gaussian_size"], sigma=opts["sigma"],
+                    centre=opts["gaussian_centre"])
                 smooth = np.asarray(smooth, dtype=np.float32)
                 heatmaps = np.stack([smooth, smooth])
             clock.lap("smooth")
@@ -201,7 +205,8 @@ class PaperExplainer:
                        "verifier": getattr(verifier, "name", type(verifier).__name__),
                        "smoothing": {"dilate_size": opts["dilate_size"],
                                      "gaussian_size": opts["gaussian_size"],
-                                     "sigma": opts["sigma"]}}))
+                                     "sigma": opts["sigma"],
+                                     "gaussian_centre": opts["gaussian_centre"]}}))
         timings = clock.per_pair(n)
         for r in results:
             r.notes["seconds_per_pair"] = timings
