@@ -15,6 +15,23 @@ insertion curve rise fast for positive pairs (high area). For negative pairs, bo
 insertion make the faces look alike in the end (two black images are identical), so insertion's
 TNR also starts at 0 (two black faces) and a faithful heatmap makes it rise fast.
 
+Besides this thresholded rate, a *continuous* curve is read from the same distances (no extra
+embedding): for each pair and step ``(d_k - d_0) / threshold``, where ``d_k`` is the pair's
+distance at step ``k`` and ``d_0`` the unperturbed pair's distance (:func:`continuous_curve`);
+its mean over pairs is the "mean normalised distance to the unperturbed pair". It sees every
+change of distance, not only the ones that cross the threshold.
+
+Which direction is better (:data:`BETTER`, :func:`better`), for a faithful heatmap:
+
+============  ==========  ===========================  ===============================
+curve         decision    rate (recall / TNR)          continuous ``(d_k - d_0) / th``
+============  ==========  ===========================  ===============================
+deletion      positive    lower (recall falls fast)    higher (distance rises fast)
+insertion     positive    higher (recall rises fast)   lower (distance returns fast)
+deletion      negative    lower (TNR falls fast)       lower (faces become alike fast)
+insertion     negative    higher (TNR rises fast)      higher (distance returns fast)
+============  ==========  ===========================  ===============================
+
 Equal heatmap values are ordered at random (a seed per pair), never by raster position. All
 steps of all pairs go through ``verifier.embed`` in large batches; the unperturbed and fully
 zeroed images are embedded once, not once per step.
@@ -29,7 +46,43 @@ import numpy as np
 import torch
 
 MODES = ("deletion", "insertion")
-DEFAULT_FRACTIONS: tuple[float, ...] = tuple(np.round(np.linspace(0.0, 1.0, 11), 2).tolist())
+#: The two readings of a curve's distances: thresholded outcome and normalised distance.
+KINDS = ("rate", "continuous")
+DEFAULT_STEPS = 10
+
+
+def step_fractions(steps: int) -> tuple[float, ...]:
+    """``steps`` equal steps from 0 to 1: ``linspace(0, 1, steps + 1)``, each value rounded to
+    10 decimals (so that 10 steps give exactly 0, 0.1, ..., 1, the default)."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"the number of curve steps must be an integer >= 1, got {steps!r}")
+    return tuple(round(float(x), 10) for x in np.linspace(0.0, 1.0, int(steps) + 1))
+
+
+DEFAULT_FRACTIONS: tuple[float, ...] = step_fractions(DEFAULT_STEPS)
+
+#: ``(kind, mode, decision) -> "lower" | "higher"``: which AUC is better (module docstring).
+BETTER: dict[tuple[str, str, str], str] = {
+    ("rate", "deletion", "positive"): "lower",
+    ("rate", "insertion", "positive"): "higher",
+    ("rate", "deletion", "negative"): "lower",
+    ("rate", "insertion", "negative"): "higher",
+    ("continuous", "deletion", "positive"): "higher",
+    ("continuous", "insertion", "positive"): "lower",
+    ("continuous", "deletion", "negative"): "lower",
+    ("continuous", "insertion", "negative"): "higher",
+}
+
+
+def better(kind: str, mode: str, decision: str) -> str:
+    """``"lower"`` or ``"higher"``: which area under the ``kind`` curve (``"rate"`` or
+    ``"continuous"``) of ``mode`` on ``decision`` (``"positive"``/``"negative"``) pairs is the
+    more faithful (paper Sec. 4; the table of the module docstring)."""
+    try:
+        return BETTER[(kind, mode, decision)]
+    except KeyError:
+        raise ValueError(f"no curve {kind!r}/{mode!r}/{decision!r}; kinds {KINDS}, modes "
+                         f"{MODES}, decisions positive/negative") from None
 
 
 def check_fractions(fractions: Sequence[float]) -> np.ndarray:
@@ -174,5 +227,31 @@ def rate_curve(distances: np.ndarray, threshold: float, positive: bool) -> np.nd
     return (accepted if positive else ~accepted).astype(np.float64)
 
 
-__all__ = ["DEFAULT_FRACTIONS", "MODES", "auc", "check_fractions", "curve_distances",
-           "perturbed", "pixel_ranks", "rate_curve", "step_counts"]
+def unperturbed_step(fractions: Sequence[float], mode: str) -> int | None:
+    """Index of the step at which the pair is unperturbed (deletion: fraction 0, insertion:
+    fraction 1), or ``None`` when the fractions do not include it."""
+    f = check_fractions(fractions)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "deletion":
+        return 0 if f[0] == 0 else None
+    return len(f) - 1 if f[-1] == 1 else None
+
+
+def continuous_curve(distances: np.ndarray, unperturbed: np.ndarray,
+                     threshold: float) -> np.ndarray:
+    """Per-pair normalised distance change ``(N, S)``: ``(d_k - d_0) / threshold`` for
+    distances ``(N, S)`` and each pair's unperturbed distance ``d_0`` ``(N,)``."""
+    d = np.asarray(distances, dtype=np.float64)
+    d0 = np.asarray(unperturbed, dtype=np.float64)
+    if d.ndim != 2 or d0.shape != (d.shape[0],):
+        raise ValueError(f"distances must be (N, S) and unperturbed (N,), got {d.shape} and "
+                         f"{d0.shape}")
+    if not threshold > 0:
+        raise ValueError(f"threshold must be > 0, got {threshold}")
+    return (d - d0[:, None]) / float(threshold)
+
+
+__all__ = ["BETTER", "DEFAULT_FRACTIONS", "DEFAULT_STEPS", "KINDS", "MODES", "auc", "better",
+           "check_fractions", "continuous_curve", "curve_distances", "perturbed", "pixel_ranks",
+           "rate_curve", "step_counts", "step_fractions", "unperturbed_step"]

@@ -32,6 +32,8 @@ __all__ = [
     "pair_seed",
     "random_maps",
     "random_shared_maps",
+    "reference_description",
+    "reference_maps",
     "spatial_spread",
 ]
 
@@ -91,6 +93,33 @@ def center_blob_maps(n: int, size: tuple[int, int],
     """``center-blob``: the same centred Gaussian on both faces of ``n`` pairs;
     ``(N, 2, H, W)``."""
     return np.broadcast_to(center_blob(size, sigma), (n, 2, *size)).copy()
+
+
+def reference_maps(name: str, keys: Sequence[str], seed: int,
+                   size: tuple[int, int]) -> np.ndarray:
+    """The maps ``(N, 2, H, W)`` of reference ``name`` (one of :data:`REFERENCES`) for the pairs
+    with keys ``keys``."""
+    if name == "random":
+        return random_maps(keys, seed, size)
+    if name == "random-shared":
+        return random_shared_maps(keys, seed, size)
+    if name == "center-blob":
+        return center_blob_maps(len(keys), size)
+    raise ValueError(f"unknown reference {name!r}; choose one of {REFERENCES}")
+
+
+def reference_description(name: str, seed: int, grid: int = 14) -> str:
+    """One line saying how reference ``name``'s maps are made (for reports)."""
+    if name == "random":
+        return (f"two independent uniform random {grid}x{grid} maps per pair (probe, gallery), "
+                f"upsampled bilinearly, seeded per pair (seed {seed})")
+    if name == "random-shared":
+        return (f"one uniform random {grid}x{grid} map per pair, upsampled bilinearly and used "
+                f"on both faces as the paper's heatmap is, seeded per pair (seed {seed})")
+    if name == "center-blob":
+        return (f"the same centred Gaussian (sigma {CENTER_BLOB_SIGMA:g} px) on every face of "
+                "every pair")
+    raise ValueError(f"unknown reference {name!r}; choose one of {REFERENCES}")
 
 
 def spatial_spread(heatmaps: np.ndarray) -> np.ndarray:
