@@ -131,8 +131,10 @@ def authors_maps(model: torch.nn.Module, pixels: torch.Tensor, alpha: float = 0.
         return rollout_with_identity(cams)
 
     r_emb = relprop_linear(emb.detach(), model.head.weight, one_hot, alpha)
+    normed = model.norm(x).detach()
     r = torch.zeros_like(x.detach())
-    r[:, 0] = r_emb
+    # the CLS selection (index_select): x * (R / x), guarded
+    r[:, 0] = normed[:, 0] * guarded_divide(r_emb, normed[:, 0])
     attn_cams: list[torch.Tensor] = [torch.empty(0)] * len(blocks)
     for i in range(len(blocks) - 1, -1, -1):
         blk, a = blocks[i], saved[i]

@@ -31,6 +31,7 @@ from xfr_plugins.attention.lrp import (
     linear_alpha_beta,
     matmul_relevance,
     readout_relevance,
+    safe_divide,
 )
 from xfr_plugins.attention.targets import Readout
 from xfr_plugins.attention.tracing import Trace, block_forward
@@ -124,7 +125,11 @@ def propagate(
         r_feat = readout_relevance(target.inputs, target.direction, r0, alpha)
         out = trace.output.detach()
         r = torch.zeros_like(out)
-        r[:, 0] = r_feat  # final norm (and the L2 normalisation) pass relevance through
+        # The final norm (and the L2 normalisation) pass relevance through; selecting the CLS
+        # token is a division by it and back (the reference code's ``IndexSelect`` rule:
+        # x * R / (x + 1e-9), zero where x == 0).
+        cls = backbone.norm(out)[:, 0]
+        r[:, 0] = cls * safe_divide(r_feat, cls)
         totals: list[dict[str, torch.Tensor]] = []
         blocks = list(backbone.blocks)
         for i in range(len(blocks) - 1, -1, -1):
