@@ -2,13 +2,23 @@
 
 Verification accuracy (10-fold threshold selection), Table 1 (mean SM+/SM- per mask strategy
 and attention generator, bootstrap 95 % CIs) and deletion/insertion curves with their areas, for
-the paper's explainer (OIM heatmaps), the raw attention maps, a random order and the baselines.
+the paper's explainer (OIM heatmaps), the raw attention maps, the baselines and three reference
+orders that know nothing about the model: random (two independent random maps per pair),
+random-shared (one random map per pair on both faces, as the paper's heatmap is used) and
+center-blob (the same centred Gaussian on every face).
+
+Each curve is reported as a rate (recall / TNR) and as the continuous mean normalised distance
+to the unperturbed pair, (d_k - d_0) / threshold, each with the paired difference of every
+method's per-pair area to every reference (bootstrap 95 % CI) and a verdict in words.
+Curve labels name the configuration that ran (paper-<generator>-oim is the fixed OIM selector;
+--option paper.selector=metric gives paper-<generator>-metric); command.txt lists each label's
+full configuration.
 
 Example (the default model's held-out LFW folds)::
 
     xfr evaluate --pairs ../shared/data/lfw/pairs.txt --root ../shared/data/lfw \\
-        --folds 9,10 --methods paper,attention,random,minplus,rise,lime,avg \\
-        --baseline-limit 50 --out reports/lfw
+        --folds 9,10 --methods paper,attention,random,random-shared,center-blob,minplus,rise \\
+        --baseline-limit 50 --steps 50 --out reports/lfw
 
 Results are cached per pair and method under ``OUT/cache`` (or ``--cache``): an interrupted run
 resumes, and ``--shard i/k`` processes (1-based ``i``) can share the work; a final run without
@@ -46,8 +56,33 @@ def _fractions(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(x) for x in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"steps must be numbers like 0,0.1,...,1: {text!r}") \
-            from None
+        raise argparse.ArgumentTypeError(f"fractions must be numbers like 0,0.1,...,1: "
+                                         f"{text!r}") from None
+
+
+def curve_fractions(steps: str | None, fractions: tuple[float, ...] | None) -> tuple[float, ...]:
+    """The curve fractions from ``--steps N`` (``linspace(0, 1, N + 1)``) or ``--fractions``
+    (explicit values); default 10 steps. Both together, or a bad ``--steps``, is a
+    :class:`~xfr.errors.UserError` (one line, exit status 2)."""
+    from xfr.errors import UserError
+    from xfr.evaluation.deletion import DEFAULT_STEPS, step_fractions
+
+    if steps is not None and fractions is not None:
+        raise UserError("give either --steps N (equal steps) or --fractions F0,F1,... "
+                        "(explicit values), not both")
+    if fractions is not None:
+        return fractions
+    if steps is None:
+        return step_fractions(DEFAULT_STEPS)
+    try:
+        n = int(steps)
+    except ValueError:
+        hint = " (for explicit values use --fractions)" if "," in steps or "." in steps else ""
+        raise UserError(f"--steps takes a number of equal curve steps such as 50, got "
+                        f"{steps!r}{hint}") from None
+    if n < 1:
+        raise UserError(f"--steps must be >= 1, got {n}")
+    return step_fractions(n)
 
 
 def parse_options(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -85,8 +120,10 @@ def command_line(args: argparse.Namespace) -> str:
             parts += [flag, str(value)]
     if tuple(args.curves) != ("deletion", "insertion"):
         parts += ["--curves", ",".join(args.curves)]
-    if args.steps:
-        parts += ["--steps", ",".join(str(f) for f in args.steps)]
+    if args.steps is not None:
+        parts += ["--steps", str(args.steps)]
+    if args.fractions is not None:
+        parts += ["--fractions", ",".join(str(f) for f in args.fractions)]
     for item in args.option:
         parts += ["--option", item]
     if args.report_only:
@@ -110,8 +147,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--verifier", default="default",
                    help="registered verifier name or model folder (default: bundled model)")
     p.add_argument("--methods", type=_csv_list, default=DEFAULT_METHODS,
-                   help="paper, attention, random and/or explainer plugins (minplus, rise, "
-                        f"lime, avg); default {','.join(DEFAULT_METHODS)}")
+                   help="paper, attention, the references random, random-shared, "
+                        "center-blob, and/or explainer plugins (minplus, rise, lime, avg); "
+                        f"default {','.join(DEFAULT_METHODS)}")
     p.add_argument("--generators", type=_csv_list, default=DEFAULT_GENERATORS,
                    help=f"attention generators (default {','.join(DEFAULT_GENERATORS)})")
     p.add_argument("--limit", type=int, default=None,
@@ -121,8 +159,11 @@ def add_parser(subparsers: Any) -> None:
                         "on, drawn at random with --seed (default 100; 0 = all)")
     p.add_argument("--shard", default=None, help="i/k: do only this share of the pairs")
     p.add_argument("--seed", type=int, default=0, help="seed of random choices (default 0)")
-    p.add_argument("--steps", type=_fractions, default=None,
-                   help="curve steps as fractions, default 0,0.1,...,1")
+    p.add_argument("--steps", default=None, metavar="N",
+                   help="N equal curve steps, fractions linspace(0, 1, N+1) (default 10: "
+                        "0, 0.1, ..., 1)")
+    p.add_argument("--fractions", type=_fractions, default=None, metavar="F0,F1,...",
+                   help="explicit curve fractions instead of --steps, e.g. 0,0.05,0.1,0.2,1")
     p.add_argument("--curves", type=_csv_list, default=("deletion", "insertion"),
                    help="deletion and/or insertion (default both)")
     p.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE",
@@ -140,7 +181,6 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xfr.evaluation.deletion import DEFAULT_FRACTIONS
     from xfr.evaluation.report import write_report
     from xfr.evaluation.runner import EvalSettings, Evaluation, parse_shard
 
@@ -150,12 +190,13 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no such image folder: {args.root}")
     if args.baseline_limit < 0:
         raise ValueError(f"--baseline-limit must be >= 0, got {args.baseline_limit}")
+    fractions = curve_fractions(args.steps, args.fractions)
     command = command_line(args)
     settings = EvalSettings(
         pairs=args.pairs, root=args.root, out=args.out, format=args.format, folds=args.folds,
         verifier=args.verifier, methods=args.methods, generators=args.generators,
         limit=args.limit, shard=parse_shard(args.shard) if args.shard else None, seed=args.seed,
-        fractions=args.steps or DEFAULT_FRACTIONS, curves=args.curves,
+        fractions=fractions, curves=args.curves,
         baseline_limit=args.baseline_limit or None, batch_size=args.batch_size,
         options=parse_options(args.option), cache=args.cache, align_cache=args.align_cache,
         n_boot=args.bootstrap, progress=not args.no_progress, command=command,

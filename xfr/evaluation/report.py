@@ -1,10 +1,13 @@
 """Writing an evaluation's results (paper Sec. 4, Tab. 1 and Fig. 2) into a folder.
 
 Files: ``results.json`` (everything), ``command.txt`` (the exact command line, model, pairs,
-seed), ``accuracy.md``, ``table1.md``/``.csv`` (beside the paper's LFW values),
-``deletion.md``/``.csv`` (deletion and insertion areas), and the plots
+seed, and every curve label with the configuration that produced it), ``accuracy.md``,
+``table1.md``/``.csv`` (beside the paper's LFW values), ``deletion.md``/``.csv`` (deletion and
+insertion curves and areas, as rate and as continuous normalised distance),
+``differences.csv`` (paired differences of every method to every reference), and the plots
 ``deletion_positive.png``, ``deletion_negative.png``, ``insertion_positive.png``,
-``insertion_negative.png`` (plus ``*_subset.png`` on the baselines' subset).
+``insertion_negative.png``, the same with ``_continuous`` (plus ``*_subset`` on the
+baselines' subset).
 """
 
 from __future__ import annotations
@@ -16,10 +19,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-from xfr.evaluation.results import POLARITIES
+from xfr.evaluation.deletion import BETTER
+from xfr.evaluation.references import REFERENCES
+from xfr.evaluation.results import MIN_PAIRS_FOR_VERDICT, POLARITIES
 from xfr.evaluation.table1 import STRATEGIES
 
+#: The rate curves: deletion lower is better, insertion higher (both decisions).
 LOWER_IS_BETTER = {"deletion": True, "insertion": False}
+#: ``results.json`` key of each curve kind.
+KIND_KEYS = {"rate": "curves", "continuous": "continuous"}
+#: Most step columns in a markdown table (every step is in ``deletion.csv``).
+MAX_COLUMNS = 11
 NAMES = {"oim": "OIM", "um": "UM", "nium": "N-IUM"}
 
 
@@ -58,9 +68,13 @@ def command_text(r: dict[str, Any]) -> str:
         f"seed: {r['seed']}",
         f"methods: {', '.join(r['methods'])}; generators: {', '.join(r['generators'])}",
         f"method options: {json.dumps(r['options'], sort_keys=True)}",
-        f"curve steps (fraction of pixels): {r['fractions']}; curves: "
-        f"{', '.join(r.get('curves_computed', []))}",
+        f"curve steps (fraction of pixels): {len(r['fractions']) - 1} steps, {r['fractions']}; "
+        f"curves: {', '.join(r.get('curves_computed', []))}",
     ]
+    labels = r.get("labels", {})
+    if labels:
+        lines.append("curve labels (label: configuration that produced it):")
+        lines += [f"  {label}: {configuration_text(doc)}" for label, doc in labels.items()]
     if "subset" in r["curves"]:
         lines.append(f"baselines' subset: {r['baseline_subset']['true_positives']} true "
                      f"positives + {r['baseline_subset']['true_negatives']} true negatives "
@@ -72,6 +86,13 @@ def command_text(r: dict[str, Any]) -> str:
         lines.append("INCOMPLETE: the units above with fewer pairs done than planned are "
                      "reported on the pairs done (--report-only or unfinished shards)")
     return "\n".join(lines) + "\n"
+
+
+def configuration_text(doc: dict[str, Any]) -> str:
+    """A label's configuration in one line: ``key=value, ... (unit U; pairs)``."""
+    conf = ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, sort_keys=True)}"
+                     for k, v in doc["configuration"].items())
+    return f"{conf} (unit {doc['unit']}; {doc['pairs']})"
 
 
 def accuracy_markdown(r: dict[str, Any]) -> str:
@@ -163,80 +184,192 @@ def table1_markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def shown_steps(fractions: list[float], most: int = MAX_COLUMNS) -> list[int]:
+    """Indices of the steps a markdown table shows: all when at most ``most``, else the
+    multiples of 10 % when the steps hit them, else ``most`` evenly spaced steps."""
+    if len(fractions) <= most:
+        return list(range(len(fractions)))
+    tenths = [i for i, f in enumerate(fractions) if abs(f * 10 - round(f * 10)) < 1e-9]
+    if len(tenths) >= 3:
+        return tenths
+    return sorted({int(round(x)) for x in [k * (len(fractions) - 1) / (most - 1)
+                                           for k in range(most)]})
+
+
+def _step_names(fractions: list[float]) -> list[str]:
+    """CSV column names ``at_0.10``...: two decimals, more when needed to tell steps apart."""
+    for digits in range(2, 12):
+        names = [f"at_{f:.{digits}f}" for f in fractions]
+        if len(set(names)) == len(names):
+            return names
+    return [f"at_{f!r}" for f in fractions]
+
+
+def _percent(f: float) -> str:
+    return f"{100 * f:.3g}%"
+
+
 def curve_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """One CSV row per pair set, curve kind, curve, decision and method: area and mean curve."""
     rows = []
-    for pairset, by_mode in r["curves"].items():
-        for mode in by_mode:
-            for pol in POLARITIES:
-                for method, c in by_mode[mode][pol].items():
-                    row = {"pairs": pairset, "curve": mode, "decision": pol, "method": method,
-                           "n": c["n"], "missing": c.get("missing", 0), "auc": c.get("auc"),
-                           "auc_low": c.get("auc_low"), "auc_high": c.get("auc_high")}
-                    for f, v in zip(r["fractions"], c.get("curve", [None] * len(r["fractions"])),
-                                    strict=True):
-                        row[f"at_{f:.2f}"] = v
-                    rows.append(row)
+    names = _step_names(r["fractions"])
+    for kind, key in KIND_KEYS.items():
+        for pairset, by_mode in r.get(key, {}).items():
+            for mode in by_mode:
+                for pol in POLARITIES:
+                    for method, c in by_mode[mode][pol].items():
+                        row = {"pairs": pairset, "kind": kind, "curve": mode, "decision": pol,
+                               "method": method, "better": BETTER[(kind, mode, pol)],
+                               "n": c["n"], "missing": c.get("missing", 0), "auc": c.get("auc"),
+                               "auc_low": c.get("auc_low"), "auc_high": c.get("auc_high")}
+                        values = c.get("curve", [None] * len(names))
+                        row.update(zip(names, values, strict=True))
+                        rows.append(row)
     return rows
 
 
+def difference_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """One CSV row per table and (method, reference): the paired AUC difference."""
+    rows = []
+    for pairset, by_kind in r.get("differences", {}).items():
+        for kind, by_mode in by_kind.items():
+            for mode, by_pol in by_mode.items():
+                for pol, by_method in by_pol.items():
+                    for method, by_ref in by_method.items():
+                        for ref, d in by_ref.items():
+                            rows.append({"pairs": pairset, "kind": kind, "curve": mode,
+                                         "decision": pol, "method": method, "reference": ref,
+                                         "n": d["n"], "delta": d["delta"], "ci_low": d["low"],
+                                         "ci_high": d["high"], "better": d["better"],
+                                         "verdict": d["verdict"], "sentence": d["sentence"]})
+    return rows
+
+
+def _cell(d: dict[str, Any] | None) -> str:
+    if d is None:
+        return ""
+    if d["delta"] is None:
+        return "n/a (n=0)"
+    mark = {"better": " ✓", "worse": " ✗"}.get(d["verdict"], "")
+    return f"{_f(d['delta'], 3)} [{_f(d['low'], 3)}, {_f(d['high'], 3)}]{mark}"
+
+
+KIND_TEXT = {
+    "rate": ("Rate", "recall of the true positives / TNR of the true negatives"),
+    "continuous": ("Continuous", "mean normalised distance to the unperturbed pair, "
+                                 "(d_k - d_0) / threshold"),
+}
+
+
 def curves_markdown(r: dict[str, Any]) -> str:
-    lines = ["# Deletion and insertion curves (Fig. 2)", "",
-             "Positive: true positives, the probe's pixels zeroed (deletion) or revealed from a "
-             "zeroed image (insertion) in descending heatmap order; the rate is the recall "
-             "(pairs still accepted). Negative: true negatives, both faces perturbed by their "
-             "own maps; the rate is the TNR (pairs still rejected). Area under the curve over "
-             "the fraction axis (trapezoids), [bootstrap 95 % CI over pairs]. Deletion: lower "
-             "is more faithful; insertion: higher is more faithful.", ""]
+    refs = sorted({ref for by_kind in r.get("differences", {}).values()
+                   for by_mode in by_kind.values() for by_pol in by_mode.values()
+                   for by_method in by_pol.values() for row in by_method.values()
+                   for ref in row}, key=REFERENCES.index)
+    lines = [
+        "# Deletion and insertion curves (Fig. 2)", "",
+        "Positive: true positives, the probe's pixels zeroed (deletion) or revealed from a "
+        "zeroed image (insertion) in descending heatmap order. Negative: true negatives, both "
+        "faces perturbed by their own maps. Each curve is read two ways from the same "
+        "distances: the **rate** (recall: true positives still accepted; TNR: true negatives "
+        "still rejected) and the **continuous** mean normalised distance to the unperturbed "
+        "pair, (d_k - d_0) / threshold, where d_k is the pair's distance at step k and d_0 its "
+        "unperturbed distance. Area under the curve over the fraction axis (trapezoids), "
+        "[bootstrap 95 % CI over pairs].", "",
+        "Which area is more faithful:", "",
+        "| curve | decision | rate | continuous |", "|---|---|---|---|",
+        "| deletion | positive | lower (recall falls) | higher (distance rises) |",
+        "| insertion | positive | higher (recall rises) | lower (distance returns) |",
+        "| deletion | negative | lower (TNR falls) | lower (faces become alike) |",
+        "| insertion | negative | higher (TNR rises) | higher (distance returns) |", "",
+    ]
+    if refs:
+        lines += [
+            "Paired differences: for each method and reference (" + ", ".join(refs) + "), "
+            "Δ = AUC(method) - AUC(reference), the mean over the pairs both have, with its "
+            "bootstrap 95 % CI over those pairs. ✓: the CI lies entirely on the better side "
+            "of 0 (the method beats the reference); ✗: entirely on the worse side; otherwise "
+            f"no difference is shown (no verdict below {MIN_PAIRS_FOR_VERDICT} pairs). The "
+            "same numbers are in differences.csv.", ""]
+    labels = r.get("labels", {})
+    if labels:
+        lines += ["## Curve labels", "", "| label | configuration |", "|---|---|"]
+        lines += [f"| {label} | {configuration_text(doc)} |" for label, doc in labels.items()]
+        lines.append("")
     titles = {"all": "All true positives / true negatives",
               "subset": "The baselines' random subset (every method on the same pairs)"}
-    for pairset, by_mode in r["curves"].items():
-        lines += [f"## {titles.get(pairset, pairset)}", ""]
-        for mode in by_mode:
-            for pol in POLARITIES:
-                entries = by_mode[mode][pol]
-                if not entries:
-                    continue
-                best = "lower" if LOWER_IS_BETTER[mode] else "higher"
-                lines += [f"### {mode}, {pol} pairs ({POLARITIES[pol]}; {best} AUC is better)",
-                          "", "| method | n | AUC [95 % CI] | "
-                          + " | ".join(f"{f:.0%}" for f in r["fractions"]) + " |",
-                          "|---|---:|---:|" + "---:|" * len(r["fractions"])]
-                ranked = sorted(entries.items(), key=lambda kv: (
-                    kv[1].get("auc") is None,
-                    (1 if LOWER_IS_BETTER[mode] else -1) * (kv[1].get("auc") or 0)))
-                for method, c in ranked:
-                    if not c["n"]:
-                        lines.append(f"| {method} | 0 | n/a | "
-                                     + " | ".join("" for _ in r["fractions"]) + " |")
+    shown = shown_steps(r["fractions"])
+    steps = [r["fractions"][i] for i in shown]
+    note = ("" if len(shown) == len(r["fractions"]) else
+            f" (columns: {len(shown)} of the {len(r['fractions'])} steps; all in deletion.csv)")
+    for kind, key in KIND_KEYS.items():
+        for pairset, by_mode in r.get(key, {}).items():
+            title, what = KIND_TEXT[kind]
+            lines += [f"## {title}: {titles.get(pairset, pairset)}", ""]
+            for mode in by_mode:
+                for pol in POLARITIES:
+                    entries = by_mode[mode][pol]
+                    if not entries:
                         continue
-                    miss = f" (+{c['missing']} without map)" if c.get("missing") else ""
-                    lines.append(f"| {method} | {c['n']}{miss} | {_f(c['auc'], 3)} "
-                                 f"[{_f(c['auc_low'], 3)}, {_f(c['auc_high'], 3)}] | "
-                                 + " | ".join(_f(v, 2) for v in c["curve"]) + " |")
-                lines.append("")
+                    best = BETTER[(kind, mode, pol)]
+                    diffs = r.get("differences", {}).get(pairset, {}).get(kind, {}) \
+                        .get(mode, {}).get(pol, {})
+                    cols = [ref for ref in refs if any(ref in row for row in diffs.values())]
+                    metric = POLARITIES[pol] if kind == "rate" else what
+                    lines += [f"### {title} {mode}, {pol} pairs ({metric}; {best} AUC is "
+                              f"better){note}", "",
+                              "| method | n | AUC [95 % CI] | "
+                              + "".join(f"Δ vs {ref} [95 % CI] | " for ref in cols)
+                              + " | ".join(_percent(f) for f in steps) + " |",
+                              "|---|---:|---:|" + "---:|" * (len(cols) + len(steps))]
+                    sign = 1 if best == "lower" else -1
+                    ranked = sorted(entries.items(), key=lambda kv: (
+                        kv[1].get("auc") is None, sign * (kv[1].get("auc") or 0)))
+                    for method, c in ranked:
+                        delta = "".join(f"{_cell(diffs.get(method, {}).get(ref))} | "
+                                        for ref in cols)
+                        if not c["n"]:
+                            lines.append(f"| {method} | 0 | n/a | {delta}"
+                                         + " | ".join("" for _ in steps) + " |")
+                            continue
+                        miss = f" (+{c['missing']} without map)" if c.get("missing") else ""
+                        lines.append(f"| {method} | {c['n']}{miss} | {_f(c['auc'], 3)} "
+                                     f"[{_f(c['auc_low'], 3)}, {_f(c['auc_high'], 3)}] | {delta}"
+                                     + " | ".join(_f(c["curve"][i], 2) for i in shown) + " |")
+                    sentences = ["; ".join(diffs[m][ref]["sentence"] for ref in cols
+                                           if ref in diffs[m])
+                                 for m, _ in ranked if diffs.get(m)]
+                    if sentences:
+                        lines += [""] + [f"- {text}." for text in sentences]
+                    lines.append("")
     return "\n".join(lines) + "\n"
 
 
-def _style(method: str, generators: list[str]) -> tuple[Any, str, str]:
-    """Colour, line style and marker: one colour per generator (paper OIM solid, its raw
-    attention dashed), grey dotted for random, other colours for the baselines."""
+def _style(label: str, r: dict[str, Any]) -> tuple[Any, str, str]:
+    """Colour, line style and marker: one colour per generator (paper heatmap solid, its raw
+    attention dashed), greys dotted for the references, other colours for the baselines."""
     import matplotlib
 
     palette = matplotlib.colormaps["tab10"].colors
-    if method == "random":
-        return "0.5", ":", "x"
-    for i, g in enumerate(generators):
-        if method == f"paper-{g}-oim":
-            return palette[i % 10], "-", "o"
-        if method == f"attention-{g}":
-            return palette[i % 10], "--", "^"
+    generators = r["generators"]
+    doc = r.get("labels", {}).get(label, {})
+    method = doc.get("method", label)
+    refs = {"random": ("0.55", "x"), "random-shared": ("0.3", "+"), "center-blob": ("0.0", "d")}
+    if method in refs:
+        return refs[method][0], ":", refs[method][1]
+    generator = doc.get("configuration", {}).get("generator")
+    if method in ("paper", "attention") and generator in generators:
+        i = generators.index(generator)
+        return palette[i % 10], "-" if method == "paper" else "--", "o" if method == "paper" \
+            else "^"
     others = ["minplus", "avg", "rise", "lime"]
     k = others.index(method) if method in others else len(others) + sum(map(ord, method)) % 3
     return palette[(len(generators) + k) % 10], "-.", "s"
 
 
 def plot_curves(r: dict[str, Any], out: Path) -> list[Path]:
-    """One PNG per curve kind and decision (and per pair set)."""
+    """One PNG per curve kind, curve and decision (and per pair set): ``deletion_positive.png``
+    (rate), ``deletion_positive_continuous.png``, ..."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -244,30 +377,42 @@ def plot_curves(r: dict[str, Any], out: Path) -> list[Path]:
 
     written = []
     x = [100 * f for f in r["fractions"]]
-    for pairset, by_mode in r["curves"].items():
-        for mode in by_mode:
-            for pol in POLARITIES:
-                entries = {m: c for m, c in by_mode[mode][pol].items() if c["n"]}
-                if not entries:
-                    continue
-                fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=110)
-                for method, c in entries.items():
-                    color, style, marker = _style(method, r["generators"])
-                    ax.plot(x, c["curve"], style, color=color, marker=marker, markersize=3,
-                            label=f"{method} (AUC {c['auc']:.3f}, n={c['n']})")
-                metric = "Recall" if pol == "positive" else "TNR"
-                ax.set_xlabel(f"pixels {'removed' if mode == 'deletion' else 'revealed'} (%)")
-                ax.set_ylabel(metric)
-                ax.set_ylim(-0.02, 1.02)
-                ax.set_title(f"{mode.capitalize()}, {pol} decisions ({metric})"
-                             + ("" if pairset == "all" else " - baselines' subset"))
-                ax.grid(alpha=0.3)
-                ax.legend(fontsize=7, loc="best")
-                fig.tight_layout()
-                name = f"{mode}_{pol}" + ("" if pairset == "all" else f"_{pairset}") + ".png"
-                fig.savefig(out / name)
-                plt.close(fig)
-                written.append(out / name)
+    every = max(1, (len(x) - 1) // 10)
+    for kind, key in KIND_KEYS.items():
+        for pairset, by_mode in r.get(key, {}).items():
+            for mode in by_mode:
+                for pol in POLARITIES:
+                    entries = {m: c for m, c in by_mode[mode][pol].items() if c["n"]}
+                    if not entries:
+                        continue
+                    fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=110)
+                    for method, c in entries.items():
+                        color, style, marker = _style(method, r)
+                        ax.plot(x, c["curve"], style, color=color, marker=marker, markersize=3,
+                                markevery=every,
+                                label=f"{method} (AUC {c['auc']:.3f}, n={c['n']})")
+                    metric = "Recall" if pol == "positive" else "TNR"
+                    ax.set_xlabel(f"pixels {'removed' if mode == 'deletion' else 'revealed'} (%)")
+                    if kind == "rate":
+                        ax.set_ylabel(metric)
+                        ax.set_ylim(-0.02, 1.02)
+                    else:
+                        ax.set_ylabel("mean (d_k - d_0) / threshold")
+                        ax.axhline(0, color="0.7", linewidth=0.8)
+                        metric = "normalised distance change"
+                    best = BETTER[(kind, mode, pol)]
+                    ax.set_title(f"{mode.capitalize()}, {pol} decisions ({metric}; {best} "
+                                 "AUC better)"
+                                 + ("" if pairset == "all" else " - baselines' subset"),
+                                 fontsize=9)
+                    ax.grid(alpha=0.3)
+                    ax.legend(fontsize=7, loc="best")
+                    fig.tight_layout()
+                    name = (f"{mode}_{pol}" + ("" if pairset == "all" else f"_{pairset}")
+                            + ("" if kind == "rate" else "_continuous") + ".png")
+                    fig.savefig(out / name)
+                    plt.close(fig)
+                    written.append(out / name)
     return written
 
 
@@ -312,9 +457,12 @@ def write_report(r: dict[str, Any], out: str | Path) -> list[Path]:
         _write(out / name, text)
     _csv(out / "table1.csv", table1_rows(r))
     _csv(out / "deletion.csv", curve_rows(r))
-    written = [out / n for n in files] + [out / "table1.csv", out / "deletion.csv"]
+    _csv(out / "differences.csv", difference_rows(r))
+    written = [out / n for n in files] + [out / n for n in ("table1.csv", "deletion.csv",
+                                                             "differences.csv")]
     return written + plot_curves(r, out)
 
 
-__all__ = ["accuracy_markdown", "command_text", "curves_markdown", "plot_curves",
-           "table1_markdown", "write_report"]
+__all__ = ["KIND_KEYS", "LOWER_IS_BETTER", "MAX_COLUMNS", "accuracy_markdown", "command_text",
+           "configuration_text", "curve_rows", "curves_markdown", "difference_rows",
+           "plot_curves", "shown_steps", "table1_markdown", "write_report"]

@@ -1,5 +1,17 @@
 """From cached per-pair records to the numbers of the report (paper Sec. 4): verification
 accuracy, Table 1 and the deletion/insertion curves with their areas, as one JSON-ready dict.
+
+Every curve is read two ways from the distances cached per pair (:mod:`.deletion`): the
+*rate* (recall of true positives, TNR of true negatives; ``result["curves"]``) and the
+*continuous* mean normalised distance to the unperturbed pair, ``(d_k - d_0) / threshold``
+(``result["continuous"]``). Which area is better for each is
+:data:`xfr.evaluation.deletion.BETTER` (``result["directions"]``).
+
+``result["differences"]`` compares every method with every reference that ran
+(:data:`~xfr.evaluation.references.REFERENCES`) pair by pair: the mean over the pairs both have
+of ``AUC(method) - AUC(reference)`` with a bootstrap 95 % CI over those pairs, and a verdict
+(:func:`paired_difference`): the method *beats* the reference when the whole CI lies on the
+better side of 0, *is worse* when it lies on the worse side, otherwise no difference is shown.
 """
 
 from __future__ import annotations
@@ -13,12 +25,23 @@ from typing import Any
 import numpy as np
 
 from xfr.evaluation.bootstrap import bootstrap_ci
-from xfr.evaluation.deletion import auc, rate_curve
+from xfr.evaluation.deletion import (
+    KINDS,
+    auc,
+    better,
+    continuous_curve,
+    rate_curve,
+    unperturbed_step,
+)
+from xfr.evaluation.references import REFERENCES
 from xfr.evaluation.table1 import GROUPINGS, PAPER_LFW, PairScores, table1
 from xfr.evaluation.verification import accuracy_at, kfold_accuracy
 
 POLARITIES = {"positive": "recall (true positives still accepted)",
               "negative": "TNR (true negatives still rejected)"}
+#: Fewest common pairs for a verdict on a paired difference; below, the difference is given
+#: but no verdict (a percentile bootstrap over a handful of pairs claims too much).
+MIN_PAIRS_FOR_VERDICT = 10
 
 
 def stratified_folds(same: np.ndarray, k: int = 10) -> np.ndarray:
@@ -73,16 +96,94 @@ def accuracy_summary(distances: np.ndarray, same: np.ndarray, lfw_folds: np.ndar
     return out
 
 
+def per_pair_curves(kind: str, fractions: np.ndarray, distances: np.ndarray,
+                    unperturbed: np.ndarray, threshold: float, positive: bool,
+                    mode: str) -> np.ndarray:
+    """Per-pair curve ``(N, S)`` of ``kind`` from distances ``(N, S)``: the 0/1 outcome
+    (``"rate"``) or ``(d_k - d_0) / threshold`` (``"continuous"``). ``d_0`` is the curve's own
+    unperturbed step when the fractions include it (deletion 0, insertion 1), else
+    ``unperturbed`` ``(N,)`` (the pair's distance from the verification pass)."""
+    d = np.asarray(distances, dtype=np.float64)
+    if kind == "rate":
+        return rate_curve(d, threshold, positive)
+    if kind != "continuous":
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    step = unperturbed_step(fractions, mode)
+    d0 = d[:, step] if step is not None else np.asarray(unperturbed, dtype=np.float64)
+    return continuous_curve(d, d0, threshold)
+
+
+def summary_of(fractions: np.ndarray, curves: np.ndarray, *, n_boot: int,
+               seed: int) -> tuple[dict[str, Any], np.ndarray]:
+    """Mean of per-pair curves ``(N, S)``, the mean area with its bootstrap CI over pairs, and
+    the per-pair areas ``(N,)``."""
+    if not len(curves):
+        return {"n": 0}, np.zeros(0)
+    per_pair = auc(fractions, curves)
+    ci = bootstrap_ci(per_pair, n_boot=n_boot, seed=seed)
+    return {"n": len(curves), "curve": curves.mean(axis=0).tolist(), "auc": ci.estimate,
+            "auc_low": ci.low, "auc_high": ci.high}, per_pair
+
+
 def curve_summary(fractions: np.ndarray, distances: list[list[float]], threshold: float,
-                  positive: bool, *, n_boot: int, seed: int) -> dict[str, Any]:
-    """Mean rate curve, its area and a bootstrap CI of the area over pairs."""
+                  positive: bool, *, n_boot: int, seed: int, kind: str = "rate",
+                  mode: str = "deletion", unperturbed: list[float] | None = None
+                  ) -> dict[str, Any]:
+    """Mean curve of ``kind`` (:func:`per_pair_curves`), its area and a bootstrap CI of the
+    area over pairs."""
     if not distances:
         return {"n": 0}
-    outcome = rate_curve(np.asarray(distances), threshold, positive)
-    per_pair = auc(fractions, outcome)
-    ci = bootstrap_ci(per_pair, n_boot=n_boot, seed=seed)
-    return {"n": len(distances), "curve": outcome.mean(axis=0).tolist(), "auc": ci.estimate,
-            "auc_low": ci.low, "auc_high": ci.high}
+    d0 = np.asarray(unperturbed if unperturbed is not None else [np.nan] * len(distances))
+    curves = per_pair_curves(kind, fractions, np.asarray(distances), d0, threshold, positive,
+                             mode)
+    return summary_of(fractions, curves, n_boot=n_boot, seed=seed)[0]
+
+
+def paired_difference(method: dict[str, float], reference: dict[str, float], direction: str,
+                      *, n_boot: int, seed: int,
+                      min_pairs: int = MIN_PAIRS_FOR_VERDICT) -> dict[str, Any]:
+    """Paired difference of per-pair AUCs ``{pair key: auc}``, over the pairs both have.
+
+    ``delta`` is the mean of ``AUC(method) - AUC(reference)`` with its bootstrap 95 % CI over
+    those pairs. ``direction`` (``"lower"``/``"higher"``: which AUC is better,
+    :func:`xfr.evaluation.deletion.better`) gives the ``verdict``: ``"better"`` when the CI
+    lies entirely on the better side of 0, ``"worse"`` when entirely on the worse side,
+    ``"no difference shown"`` otherwise, and ``"too few pairs"`` below ``min_pairs``.
+    """
+    if direction not in ("lower", "higher"):
+        raise ValueError(f"direction must be 'lower' or 'higher', got {direction!r}")
+    common = sorted(set(method) & set(reference))
+    out: dict[str, Any] = {"n": len(common), "better": direction}
+    if not common:
+        return {**out, "delta": None, "low": None, "high": None, "verdict": "no common pairs"}
+    diff = np.array([method[k] - reference[k] for k in common])
+    ci = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
+    sign = -1.0 if direction == "lower" else 1.0  # > 0 on the better side
+    if len(common) < min_pairs:
+        verdict = "too few pairs"
+    elif min(sign * ci.low, sign * ci.high) > 0:
+        verdict = "better"
+    elif max(sign * ci.low, sign * ci.high) < 0:
+        verdict = "worse"
+    else:
+        verdict = "no difference shown"
+    return {**out, "delta": ci.estimate, "low": ci.low, "high": ci.high, "verdict": verdict}
+
+
+def difference_words(method: str, reference: str, d: dict[str, Any], digits: int = 3) -> str:
+    """``"X beats random-shared (Δ=-0.120, CI [-0.150, -0.090], n=40)"`` and the like."""
+    if d["delta"] is None:
+        return f"{method} vs {reference}: no pairs in common"
+    nums = (f"(Δ={d['delta']:.{digits}f}, CI [{d['low']:.{digits}f}, {d['high']:.{digits}f}], "
+            f"n={d['n']})")
+    if d["verdict"] == "better":
+        return f"{method} beats {reference} {nums}"
+    if d["verdict"] == "worse":
+        return f"{method} is worse than {reference} {nums}"
+    if d["verdict"] == "too few pairs":
+        return (f"{method} vs {reference}: no verdict, fewer than {MIN_PAIRS_FOR_VERDICT} "
+                f"pairs {nums}")
+    return f"{method} vs {reference}: no difference shown {nums}"
 
 
 def _git_commit() -> str | None:
@@ -159,41 +260,75 @@ def summarise(ev: Any, records: dict[str, dict[str, dict[str, Any]]]) -> dict[st
                 t1[grouping][g] = {f"{d}/{m}": c.to_dict() for (d, m), c in cells.items()}
     result["table1"] = t1
 
-    # curves: which records hold which curve method
-    sources: dict[str, str] = {}
-    for g in s.generators:
-        if "paper" in s.methods:
-            sources[f"paper-{g}-oim"] = f"paper-{g}"
-        if "attention" in s.methods:
-            sources[f"attention-{g}"] = f"paper-{g}"
-    if "random" in s.methods:
-        sources["random"] = "random"
-    baselines = [m for m in s.methods if m not in ("paper", "attention", "random")]
-    for m in baselines:
-        sources[m] = m
+    # curves: which records hold which curve label, and what produced it
+    sources = ev.curve_sources()
+    result["labels"] = {label: {"method": src.method, "unit": src.unit,
+                                "configuration": src.configuration,
+                                "pairs": "baselines' subset" if src.baseline
+                                else "every true positive and true negative"}
+                        for label, src in sources.items()}
+    result["directions"] = {kind: {mode: {pol: better(kind, mode, pol) for pol in POLARITIES}
+                                   for mode in s.curves} for kind in KINDS}
+    unperturbed = {i.key: i.distance for i in ev.all_infos}
 
-    def curves_over(pairs: list[Any], methods: list[str]) -> dict[str, Any]:
-        out: dict[str, Any] = {mode: {pol: {} for pol in POLARITIES} for mode in s.curves}
+    def curves_over(pairs: list[Any], labels: list[str]) -> dict[str, Any]:
+        """``{kind: {mode: {decision: {label: summary}}}}`` and the differences."""
+        out: dict[str, Any] = {kind: {mode: {pol: {} for pol in POLARITIES} for mode in s.curves}
+                               for kind in KINDS}
+        per_pair: dict[tuple[str, str, str, str], dict[str, float]] = {}
         for pol in POLARITIES:
             group = [i for i in pairs if i.same == (pol == "positive")]
-            for name in methods:
-                recs = records.get(sources[name], {})
-                have = [recs[i.key]["curves"][name] for i in group
-                        if i.key in recs and name in recs[i.key].get("curves", {})]
+            for name in labels:
+                src = sources[name]
+                recs = records.get(src.unit, {})
+                have = [(i.key, src.curves(recs[i.key])) for i in group if i.key in recs]
+                have = [(k, c) for k, c in have if c is not None]
                 for mode in s.curves:
-                    dists = [h[mode] for h in have if mode in h]
-                    summary = curve_summary(fractions, dists, th, pol == "positive",
-                                            n_boot=s.n_boot, seed=s.seed)
-                    summary["missing"] = len(group) - len(dists)
-                    out[mode][pol][name] = summary
-        return out
+                    keys = [k for k, c in have if mode in c]
+                    dists = np.array([c[mode] for _, c in have if mode in c], dtype=np.float64)
+                    for kind in KINDS:
+                        curves = per_pair_curves(
+                            kind, fractions, dists.reshape(len(keys), len(fractions)),
+                            np.array([unperturbed[k] for k in keys]), th, pol == "positive",
+                            mode)
+                        summary, areas = summary_of(fractions, curves, n_boot=s.n_boot,
+                                                    seed=s.seed)
+                        summary["missing"] = len(group) - len(keys)
+                        out[kind][mode][pol][name] = summary
+                        per_pair[(kind, mode, pol, name)] = dict(zip(keys, areas.tolist(),
+                                                                     strict=True))
+        refs = [m for m in REFERENCES if m in labels]
+        diffs: dict[str, Any] = {kind: {mode: {pol: {} for pol in POLARITIES}
+                                        for mode in s.curves} for kind in KINDS}
+        for kind in KINDS:
+            for mode in s.curves:
+                for pol in POLARITIES:
+                    direction = better(kind, mode, pol)
+                    for name in labels:
+                        row = {}
+                        for ref in refs:
+                            if ref == name:
+                                continue
+                            d = paired_difference(
+                                per_pair.get((kind, mode, pol, name), {}),
+                                per_pair.get((kind, mode, pol, ref), {}), direction,
+                                n_boot=s.n_boot, seed=s.seed)
+                            d["sentence"] = difference_words(name, ref, d)
+                            row[ref] = d
+                        if row:
+                            diffs[kind][mode][pol][name] = row
+        return {"curves": out, "differences": diffs}
 
-    result["curves"] = {"all": curves_over(ev.curve_pairs,
-                                           [m for m in sources if m not in baselines])}
-    if baselines:
-        result["curves"]["subset"] = curves_over(ev.subset, list(sources))
+    main_labels = [m for m, src in sources.items() if not src.baseline]
+    sets = {"all": curves_over(ev.curve_pairs, main_labels)}
+    if any(src.baseline for src in sources.values()):
+        sets["subset"] = curves_over(ev.subset, list(sources))
+    result["curves"] = {name: v["curves"]["rate"] for name, v in sets.items()}
+    result["continuous"] = {name: v["curves"]["continuous"] for name, v in sets.items()}
+    result["differences"] = {name: v["differences"] for name, v in sets.items()}
     return result
 
 
-__all__ = ["POLARITIES", "accuracy_summary", "curve_summary", "model_record",
-           "stratified_folds", "summarise"]
+__all__ = ["MIN_PAIRS_FOR_VERDICT", "POLARITIES", "accuracy_summary", "curve_summary",
+           "difference_words", "model_record", "paired_difference", "per_pair_curves",
+           "stratified_folds", "summarise", "summary_of"]

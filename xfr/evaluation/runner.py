@@ -4,20 +4,31 @@ explanations -> Table 1 scores and deletion/insertion curves, resumable and shar
 Work is split into *units*, each cached per pair on disk, so that an interrupted run resumes
 where it stopped and ``--shard i/k`` processes can share the work:
 
-- ``paper-<generator>``: the paper's explainer (selector ``fixed:oim``, which still scores every
-  candidate with SM+/SM-) on every selected pair: the scores of Table 1; for true positives and
-  true negatives also the deletion and insertion curves of the OIM heatmap
-  (``paper-<generator>-oim``) and, as the reference without the masking step, of the raw
-  attention maps (``attention-<generator>``);
-- ``random``: the same curves for a random order (a random 14x14 grid upsampled bilinearly to
-  the face, so that removed regions are blobs like a heatmap's, not scattered pixels);
+- ``paper-<generator>``: the paper's explainer (by default the selector ``fixed:oim``, the
+  paper's conclusion in Sec. 4, which still scores every candidate with SM+/SM-) on every
+  selected pair: the scores of Table 1; for true positives and true negatives also the deletion
+  and insertion curves of its heatmap and, as the reference without the masking step, of the
+  raw attention maps;
+- ``random``, ``random-shared``, ``center-blob``: the same curves for the reference orders of
+  :mod:`xfr.evaluation.references` (a map that knows nothing about the model), over every true
+  positive and true negative;
 - one unit per baseline explainer (``minplus``, ``rise``, ``lime``, ``avg``, any registered
   explainer), on a seeded random subset of the true positives and true negatives
   (``baseline_limit`` of each; every other method is also reported on that same subset).
 
+Curve labels say what ran (:func:`paper_labels`): ``paper-<generator>-<selector>`` (``oim`` for
+``fixed:oim``, ``metric`` for the SM+/SM- selector...) followed by ``+key=value`` for every other
+paper option that differs from ``xfr evaluate``'s default (``target``, ``fill``, smoothing...),
+and ``attention-<generator>`` followed by the options that change the attention maps
+(``target``, ``generator_options``). :meth:`Evaluation.curve_sources` gives every label's full
+configuration (written to ``command.txt`` and the report).
+
 Cache layout: ``<cache>/<model fingerprint>/<unit>-<settings hash>/<pair key>.json``; the pair
 key is the SHA-1 of the two image files' SHA-1s, so renaming folders keeps the cache valid and
-any change of model, threshold, curve steps, seed or method options starts a fresh one.
+any change of model, threshold, curve steps, seed or method options starts a fresh one. A paper
+record keeps its curves under ``heatmap`` and ``attention`` (records written before labels
+carried the configuration used ``paper-<generator>-oim`` and ``attention-<generator>``; they
+are still read).
 """
 
 from __future__ import annotations
@@ -35,13 +46,99 @@ import numpy as np
 
 from xfr.data.lfw import Pair
 from xfr.evaluation.deletion import DEFAULT_FRACTIONS, MODES, check_fractions, curve_distances
-from xfr.evaluation.references import pair_seed, random_maps
+from xfr.evaluation.references import (
+    CENTER_BLOB_SIGMA,
+    REFERENCES,
+    pair_seed,
+    random_maps,
+    reference_description,
+    reference_maps,
+)
 
 DEFAULT_GENERATORS: tuple[str, ...] = ("rollout", "vit-lrp", "nograd-lrp")
-DEFAULT_METHODS: tuple[str, ...] = ("paper", "attention", "random")
+DEFAULT_METHODS: tuple[str, ...] = ("paper", "attention", *REFERENCES)
 BASELINES: tuple[str, ...] = ("minplus", "rise", "lime", "avg")
 #: Methods that are not explainer plugins.
-BUILTIN_METHODS: tuple[str, ...] = ("paper", "attention", "random")
+BUILTIN_METHODS: tuple[str, ...] = ("paper", "attention", *REFERENCES)
+
+#: ``xfr evaluate``'s own setting of the paper explainer: the fixed OIM selector (paper Sec. 4:
+#: "OIM is the most effective masking technique for both types of FV decision").
+PAPER_EVAL_OPTIONS: dict[str, Any] = {"selector": "fixed:oim"}
+#: Paper options that change the speed only, never a number: left out of curve labels.
+SPEED_ONLY_OPTIONS: frozenset[str] = frozenset({"batch_size"})
+#: Paper options that change the attention maps, hence the ``attention-<generator>`` curve.
+ATTENTION_OPTIONS: frozenset[str] = frozenset({"generator_options", "target"})
+#: Grid of the random references (cells per side before the bilinear upsampling).
+REFERENCE_GRID = 14
+
+
+def paper_defaults() -> dict[str, Any]:
+    """The paper explainer's options as ``xfr evaluate`` runs it when given no ``--option``:
+    the plugin's defaults with :data:`PAPER_EVAL_OPTIONS` (no generator: one unit each)."""
+    from xfr import registry
+
+    opts = {**registry.create("explainer", "paper").options, **PAPER_EVAL_OPTIONS}
+    opts.pop("generator", None)
+    return opts
+
+
+def selector_tag(selector: Any) -> str:
+    """The part of a curve label naming a selector: ``"fixed:oim"`` (or ``"fixed"``, which
+    means the same) -> ``"oim"``, ``"fixed:um"`` -> ``"um"``, ``"metric"`` -> ``"metric"``."""
+    text = str(selector).strip()
+    name, _, argument = text.partition(":")
+    if name == "fixed":
+        return argument.strip() or "oim"
+    return text.replace(":", "-")
+
+
+def _option_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def paper_labels(generator: str, options: dict[str, Any],
+                 defaults: dict[str, Any]) -> tuple[str, str]:
+    """Labels of the two curves of a paper unit: its heatmap and its raw attention maps.
+
+    ``paper-<generator>-<selector_tag>`` and ``attention-<generator>``, each followed by
+    ``+key=value`` (sorted by key) for every option of ``options`` that differs from
+    ``defaults`` (:func:`paper_defaults`) and changes that curve: every option for the
+    heatmap except the generator, the selector (already named) and speed-only options; only
+    :data:`ATTENTION_OPTIONS` for the attention maps. ``paper-<generator>-oim`` thus means
+    exactly the evaluation's default configuration with the fixed OIM selector (paper Sec. 4).
+    """
+    config = {**defaults, **options}
+    changed = sorted(k for k in config
+                     if k not in ("generator", "selector") and k not in SPEED_ONLY_OPTIONS
+                     and (k not in defaults or config[k] != defaults[k]))
+    heat = f"paper-{generator}-{selector_tag(config.get('selector', 'fixed:oim'))}"
+    heat += "".join(f"+{k}={_option_text(config[k])}" for k in changed)
+    att = f"attention-{generator}"
+    att += "".join(f"+{k}={_option_text(config[k])}" for k in changed if k in ATTENTION_OPTIONS)
+    return heat, att
+
+
+@dataclass
+class CurveSource:
+    """Where the records of one curve label are and what produced them."""
+
+    #: The unit whose records hold the curve.
+    unit: str
+    #: The curve's key in a record's ``curves`` (then older keys of the same curve).
+    keys: tuple[str, ...]
+    #: The ``--methods`` entry it comes from.
+    method: str
+    #: Everything that produced it (explainer options, reference maps).
+    configuration: dict[str, Any]
+    #: Run on the baselines' subset only.
+    baseline: bool = False
+
+    def curves(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        """This label's curves (``{mode: distances}``) in a unit record, if there."""
+        held = record.get("curves", {})
+        return next((held[k] for k in self.keys if k in held), None)
 
 
 @dataclass
@@ -99,7 +196,17 @@ class EvalSettings:
             raise ValueError("no methods to evaluate")
         if {"paper", "attention"} & set(self.methods) and not self.generators:
             raise ValueError("the paper and attention methods need at least one generator")
+        if "generator" in self.options.get("paper", {}):
+            raise ValueError("choose the paper explainer's attention generators with "
+                             "--generators, not --option paper.generator")
         for name in self.options:
+            if name in BUILTIN_METHODS and name != "paper":
+                raise ValueError(f"{name} takes no --option (the attention maps follow the "
+                                 "paper explainer's: --option paper.target=..., "
+                                 "paper.generator_options=...)" if name == "attention" else
+                                 f"the reference {name} takes no --option")
+            if name == "paper" and "attention" in self.methods:
+                continue
             if name not in self.methods:
                 raise ValueError(f"options given for {name!r}, which is not among the methods "
                                  f"{list(self.methods)}")
@@ -311,10 +418,13 @@ class Evaluation:
                     out.setdefault(j, {})[mode] = [float(x) for x in d[row]]
         return out
 
+    def paper_options(self, generator: str) -> dict[str, Any]:
+        """The paper explainer's options for ``generator``'s unit: :data:`PAPER_EVAL_OPTIONS`
+        overridden by ``--option paper.KEY=VALUE``."""
+        return {"generator": generator, **PAPER_EVAL_OPTIONS, **self.s.options.get("paper", {})}
+
     def _paper_unit(self, generator: str) -> Unit:
-        opts = {"generator": generator, "selector": "fixed:oim",
-                **self.s.options.get("paper", {})}
-        curve_names = (f"paper-{generator}-oim", f"attention-{generator}")
+        opts = self.paper_options(generator)
 
         def compute(infos: list[PairInfo]) -> list[dict[str, Any]]:
             from xfr import registry
@@ -326,8 +436,8 @@ class Evaluation:
             heat = {j: e.heatmaps for j, e in enumerate(expl) if e.heatmaps is not None}
             att = {j: e.attention_maps for j, e in enumerate(expl)
                    if e.attention_maps is not None}
-            curves = {curve_names[0]: self._curves(infos, probes, galleries, heat),
-                      curve_names[1]: self._curves(infos, probes, galleries, att)}
+            curves = {"heatmap": self._curves(infos, probes, galleries, heat),
+                      "attention": self._curves(infos, probes, galleries, att)}
             records = []
             for j, e in enumerate(expl):
                 records.append({
@@ -335,23 +445,32 @@ class Evaluation:
                     "scores": {c.name: c.score for c in e.candidates},
                     "removed_area": {c.name: c.removed_area for c in e.candidates},
                     "strategy": e.strategy, "has_heatmap": e.heatmaps is not None,
-                    "curves": {name: curves[name][j] for name in curve_names
-                               if j in curves[name]},
+                    "curves": {name: c[j] for name, c in curves.items() if j in c},
                 })
             return records
 
         return Unit(f"paper-{generator}", {"explainer": "paper", **opts}, self.infos, compute)
 
-    def _random_unit(self) -> Unit:
+    def _reference_unit(self, name: str) -> Unit:
+        """A reference order of :mod:`xfr.evaluation.references` over the true positives and
+        true negatives (its own cached unit, like an explainer)."""
+        if name == "random":  # the settings it had before the other references existed
+            settings: dict[str, Any] = {"grid": REFERENCE_GRID, "seed": self.s.seed}
+        elif name == "random-shared":
+            settings = {"reference": name, "grid": REFERENCE_GRID, "seed": self.s.seed}
+        else:
+            settings = {"reference": name, "sigma": CENTER_BLOB_SIGMA}
+
         def compute(infos: list[PairInfo]) -> list[dict[str, Any]]:
             probes, galleries = self._tensors(infos)
             self._originals = {}
-            maps = random_maps([i.key for i in infos], self.s.seed, tuple(probes.shape[-2:]))
+            maps = reference_maps(name, [i.key for i in infos], self.s.seed,
+                                  tuple(probes.shape[-2:]))
             curves = self._curves(infos, probes, galleries, dict(enumerate(maps)))
-            return [{"curves": {"random": curves[j]} if j in curves else {}}
+            return [{"curves": {name: curves[j]} if j in curves else {}}
                     for j in range(len(infos))]
 
-        return Unit("random", {"grid": 14, "seed": self.s.seed}, self.curve_pairs, compute)
+        return Unit(name, settings, self.curve_pairs, compute)
 
     def _baseline_unit(self, name: str) -> Unit:
         opts = dict(self.s.options.get(name, {}))
@@ -375,9 +494,41 @@ class Evaluation:
         out: list[Unit] = []
         if {"paper", "attention"} & set(self.s.methods):
             out += [self._paper_unit(g) for g in self.s.generators]
-        if "random" in self.s.methods:
-            out.append(self._random_unit())
+        out += [self._reference_unit(m) for m in REFERENCES if m in self.s.methods]
         out += [self._baseline_unit(m) for m in self.s.methods if m not in BUILTIN_METHODS]
+        return out
+
+    def curve_sources(self) -> dict[str, CurveSource]:
+        """Every curve label of this run, in report order, with where its records are and the
+        configuration that produced it (paper Sec. 4, Fig. 2's methods and the references)."""
+        methods = set(self.s.methods)
+        out: dict[str, CurveSource] = {}
+        if {"paper", "attention"} & methods:
+            defaults = paper_defaults()
+            user = self.s.options.get("paper", {})
+            for g in self.s.generators:
+                opts = self.paper_options(g)
+                heat, att = paper_labels(g, user, defaults)
+                full = {"explainer": "paper", "generator": g, **defaults, **opts}
+                if "paper" in methods:
+                    out[heat] = CurveSource(f"paper-{g}", ("heatmap", f"paper-{g}-oim"), "paper",
+                                            {**full, "curve": "the explainer's final heatmap"})
+                if "attention" in methods:
+                    conf = {k: full[k] for k in ("explainer", "generator", *sorted(
+                        ATTENTION_OPTIONS)) if k in full}
+                    out[att] = CurveSource(f"paper-{g}", ("attention", f"attention-{g}"),
+                                           "attention",
+                                           {**conf, "curve": "the raw attention maps (one per "
+                                                             "face) before Otsu and masking"})
+        for m in REFERENCES:
+            if m in methods:
+                conf = {"reference": m, "maps": reference_description(m, self.s.seed,
+                                                                      REFERENCE_GRID)}
+                out[m] = CurveSource(m, (m,), m, conf)
+        for m in self.s.methods:
+            if m not in BUILTIN_METHODS:
+                out[m] = CurveSource(m, (m,), m, {"explainer": m, **self.s.options.get(m, {})},
+                                     baseline=True)
         return out
 
     def unit_dir(self, unit: Unit) -> Path:
@@ -419,18 +570,23 @@ class Evaluation:
         fails now, not after an hour of work."""
         from xfr import registry
 
+        uses_paper = bool({"paper", "attention"} & set(self.s.methods))
         for name in self.s.methods:
-            if name in ("attention", "random"):
+            if name in BUILTIN_METHODS:
                 continue
-            opts = dict(self.s.options.get(name, {}))
-            if name == "paper":
-                opts.update(generator=self.s.generators[0], selector="fixed:oim")
             try:
-                registry.create("explainer", name, **opts)
+                registry.create("explainer", name, **self.s.options.get(name, {}))
             except TypeError as exc:
                 raise ValueError(f"explainer {name!r}: {exc}") from None
-        for g in self.s.generators if {"paper", "attention"} & set(self.s.methods) else ():
-            registry.create("attention", g)
+        if uses_paper:
+            opts = self.paper_options(self.s.generators[0])
+            try:
+                registry.create("explainer", "paper", **opts)
+            except TypeError as exc:
+                raise ValueError(f"explainer 'paper': {exc}") from None
+            registry.create("selector", str(opts["selector"]))
+            for g in self.s.generators:
+                registry.create("attention", g)
 
     def run(self) -> dict[str, Any] | None:
         """Compute everything missing; return the results (``None`` for a shard process)."""
@@ -470,6 +626,7 @@ class Evaluation:
         return summarise(self, records)
 
 
-__all__ = ["BASELINES", "DEFAULT_GENERATORS", "DEFAULT_METHODS", "EvalSettings", "Evaluation",
-           "PairInfo", "limit_pairs", "model_fingerprint", "pair_seed", "parse_shard",
-           "random_maps"]
+__all__ = ["BASELINES", "BUILTIN_METHODS", "DEFAULT_GENERATORS", "DEFAULT_METHODS",
+           "PAPER_EVAL_OPTIONS", "CurveSource", "EvalSettings", "Evaluation", "PairInfo",
+           "limit_pairs", "model_fingerprint", "pair_seed", "paper_defaults", "paper_labels",
+           "parse_shard", "random_maps", "selector_tag"]
