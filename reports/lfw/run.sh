@@ -5,6 +5,10 @@
 #
 #   LIMIT=300 BASELINE_LIMIT=10 reports/lfw/run.sh     # the subset the committed report used
 #   LIMIT= reports/lfw/run.sh                           # every pair (hours on 2 cores)
+#   STEPS=50 reports/lfw/run.sh                         # 2 % curve steps (default 10: 10 %)
+#
+# METHODS defaults to xfr evaluate's own defaults (the paper's heatmaps, the raw attention maps
+# and the references random, random-shared, center-blob) plus the four baselines.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 XFR=${XFR:-.venv/bin/xfr}
@@ -13,11 +17,12 @@ OUT=${OUT:-reports/lfw}
 CACHE=${CACHE:-cache/eval-lfw}
 LIMIT=${LIMIT-300}
 BASELINE_LIMIT=${BASELINE_LIMIT:-10}
-METHODS=${METHODS:-paper,attention,random,minplus,avg,rise,lime}
+METHODS=${METHODS:-paper,attention,random,random-shared,center-blob,minplus,avg,rise,lime}
+STEPS=${STEPS:-10}
 VERIFIER=${VERIFIER:-default}
 args=(--pairs "$LFW/pairs.txt" --root "$LFW" --folds 9,10 --verifier "$VERIFIER" --seed 0
       --methods "$METHODS" --generators rollout,vit-lrp,nograd-lrp
-      --baseline-limit "$BASELINE_LIMIT" --cache "$CACHE" --out "$OUT")
+      --steps "$STEPS" --baseline-limit "$BASELINE_LIMIT" --cache "$CACHE" --out "$OUT")
 # baseline options only for the baselines among METHODS (xfr evaluate rejects the others)
 for m in minplus avg rise lime; do
   if [[ ",$METHODS," == *",$m,"* ]]; then args+=(--option "$m.explain_negative=false"); fi
