@@ -212,6 +212,13 @@ def test_labels_name_the_selector_and_every_non_default_paper_option(lfw6, defau
                                                                      tmp_path):
     r = default_run["r"]
     assert r["labels"]["paper-rollout-oim"]["configuration"]["selector"] == "fixed:oim"
+    command = (default_run["out"] / "command.txt").read_text()
+    assert "--steps 2" in command and "2 steps, [0.0, 0.5, 1.0]" in command
+    lines = [x.strip() for x in command.splitlines()]
+    for label in r["labels"]:
+        assert any(x.startswith(f"{label}: ") for x in lines), label
+    assert "selector=fixed:oim" in next(x for x in lines if x.startswith("paper-rollout-oim: "))
+    assert "sigma 22 px" in next(x for x in lines if x.startswith("center-blob: "))
     assert set(r["curves"]["all"]["deletion"]["positive"]) == {
         "paper-rollout-oim", "attention-rollout", *REFERENCES}
     out = tmp_path / "metric"
@@ -226,6 +233,7 @@ def test_labels_name_the_selector_and_every_non_default_paper_option(lfw6, defau
     assert conf["selector"] == "metric" and conf["fill"] == "mean"
     assert conf["generator"] == "rollout"
     command = (out / "command.txt").read_text()
+    assert "--option paper.selector=metric --option paper.fill=mean" in command
     line = next(x for x in command.splitlines() if x.strip().startswith(label + ":"))
     assert "selector=metric" in line and "fill=mean" in line and "target=auto" in line
     assert "| paper-rollout-metric+fill=mean | " in (out / "deletion.md").read_text()
