@@ -449,7 +449,22 @@ class Evaluation:
                 })
             return records
 
-        return Unit(f"paper-{generator}", {"explainer": "paper", **opts}, self.infos, compute)
+        return Unit(f"paper-{generator}", {"explainer": "paper", **opts,
+                                           "configuration": self._paper_configuration(opts)},
+                    self.infos, compute)
+
+    @staticmethod
+    def _paper_configuration(opts: dict[str, Any]) -> dict[str, Any]:
+        """Everything that decides the paper explainer's output, defaults included (the
+        explainer's resolved options and its generator's repr), so that a cache made under
+        other rules is never reused."""
+        from xfr import registry
+
+        explainer = registry.create("explainer", "paper")
+        resolved = {**explainer.options, **opts}
+        generator = registry.create("attention", resolved["generator"],
+                                    **resolved["generator_options"])
+        return {"options": resolved, "generator": repr(generator)}
 
     def _reference_unit(self, name: str) -> Unit:
         """A reference order of :mod:`xfr.evaluation.references` over the true positives and

@@ -10,10 +10,12 @@ identical results to one-by-one), leaves the model as it found it, and turns the
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
 from xfr_plugins.attention.maps import to_image_maps
 from xfr_plugins.attention.targets import check_reference, check_target
@@ -24,7 +26,7 @@ from xfr_plugins.attention.tracing import (
     patch_embed_in_eval,
 )
 
-__all__ = ["AttentionMapGenerator"]
+__all__ = ["PRECISIONS", "AttentionMapGenerator", "float64_twin"]
 
 
 def _check_positive_int(value: Any, what: str) -> int:
@@ -35,15 +37,44 @@ def _check_positive_int(value: Any, what: str) -> int:
     return value
 
 
+#: ``precision`` option: ``"model"`` computes in the model's own dtype, ``"float64"`` in a
+#: float64 copy of the verifier (docs/method.md, "Precision").
+PRECISIONS = ("model", "float64")
+
+
+def float64_twin(verifier: Any) -> Any:
+    """A copy of ``verifier`` whose modules compute in float64 (the weights are float32 values,
+    which float64 holds exactly), or ``verifier`` itself when it already does. The verifier is
+    never modified; a verifier whose modules cannot be found as attributes is returned as is."""
+    backbone = verifier.backbone
+    param = next(backbone.parameters(), None)
+    if param is None or param.dtype == torch.float64:
+        return verifier
+    twin = copy.deepcopy(verifier)
+    for value in vars(twin).values():
+        if isinstance(value, nn.Module):
+            value.double()
+    twin_param = next(twin.backbone.parameters(), None)
+    if twin_param is None or twin_param.dtype != torch.float64:
+        return verifier
+    return twin
+
+
 class AttentionMapGenerator(ABC):
     """Base of the built-in generators: ``generator(verifier, images, target, reference)``."""
 
     name: ClassVar[str]
     #: Whether the generator's maps depend on the target (raw attention and rollout do not).
     uses_target: ClassVar[bool] = True
+    #: The default of the ``precision`` option.
+    default_precision: ClassVar[str] = "model"
 
-    def __init__(self, batch_size: int = 8) -> None:
+    def __init__(self, batch_size: int = 8, precision: str | None = None) -> None:
         self.batch_size = _check_positive_int(batch_size, "batch_size")
+        precision = self.default_precision if precision is None else precision
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision
 
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
@@ -73,6 +104,9 @@ class AttentionMapGenerator(ABC):
         n = images.shape[0]
         ref = check_reference(target, reference, n)
         grid = tuple(int(g) for g in verifier.grid_size)
+        if self.precision == "float64":
+            verifier = float64_twin(verifier)
+            backbone = verifier.backbone
         out: list[torch.Tensor] = []
         # Runs outside any caller's inference_mode (inference tensors cannot enter autograd).
         with torch.inference_mode(False), patch_embed_in_eval(backbone):

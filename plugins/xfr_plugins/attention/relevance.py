@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -155,13 +155,18 @@ PAPER_ALPHA = 0.5
 class RelevanceGenerator(AttentionMapGenerator):
     """Base of the LRP-based generators (``vit-lrp``, ``nograd-lrp``): options ``alpha`` (the
     alpha-beta rule, default 0.5 as the paper's authors ran it; 1 is Chefer et al.'s value),
-    ``start`` (the relevance the propagation starts from, one of :data:`START`) and
-    ``batch_size``."""
+    ``start`` (the relevance the propagation starts from, one of :data:`START`),
+    ``precision`` (default ``"float64"``: relevance propagation cancels large terms, and in
+    float32 the maps of some faces change their rank order; ``"model"`` computes in the
+    model's dtype) and ``batch_size``."""
+
+    default_precision: ClassVar[str] = "float64"
 
     def __init__(
-        self, alpha: float = PAPER_ALPHA, start: str = "unit", batch_size: int = 8
+        self, alpha: float = PAPER_ALPHA, start: str = "unit", batch_size: int = 8,
+        precision: str | None = None,
     ) -> None:
-        super().__init__(batch_size)
+        super().__init__(batch_size, precision)
         self.alpha = check_alpha(alpha)
         if start not in START:
             raise ValueError(f"start must be one of {START}, got {start!r}")

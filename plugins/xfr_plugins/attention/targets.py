@@ -1,8 +1,8 @@
 """What an attention map explains: the target score of each image (paper Sec. 3.1).
 
 - ``"logit"``: the arg-max identity logit of the verifier's training head,
-  ``verifier.class_logits(features)`` (the paper's choice; REFERENCE.md, "The paper authors' own
-  implementation"). A verifier without a head raises ``ValueError``.
+  ``verifier.class_logits(features)`` (the paper's choice; docs/method.md, "Targets"). A
+  verifier without a head raises ``ValueError``.
 - ``"embedding"``: the embedding itself, as the score ``<e, stopgrad(e / ||e||)>``, i.e. its norm
   measured along its own (fixed) direction: gradients and relevance flow along the direction
   the embedding already points to. Note that after a plain LayerNorm with unit gain the norm
@@ -10,7 +10,10 @@
   the relevance-only maps (No-Grad ViT-LRP) do not suffer from it.
 - ``"similarity"``: the cosine similarity of the embedding to ``reference`` (the other face of
   the pair), ``<e / ||e||, r / ||r||>``.
-- ``"auto"``: ``"logit"`` when the verifier has a head, else ``"embedding"``.
+- ``"auto"``: ``"logit"`` when the verifier has a head, else ``"embedding"``. On the shipped
+  headless model ``"similarity"`` was measured as no more faithful than ``"embedding"``
+  (docs/method.md, "Target on a headless verifier"); the rounding noise of gradient maps of
+  ``"embedding"`` in float32 is removed by computing the relevance in float64.
 
 For relevance propagation each target is written as a linear read-out ``score = <u, w>`` of a
 read-out input ``u`` (the CLS features, or their L2-normalised version, treated like a
@@ -32,7 +35,9 @@ import torch.nn.functional as F
 
 from xfr.interfaces.attention import AttentionTarget
 
-__all__ = ["TARGETS", "Readout", "check_reference", "check_target", "readout"]
+__all__ = [
+    "TARGETS", "Readout", "check_reference", "check_target", "readout", "resolve_target",
+]
 
 TARGETS: tuple[str, ...] = get_args(AttentionTarget)
 
@@ -114,15 +119,22 @@ def _logit(verifier: Any, features: torch.Tensor) -> Readout:
     return Readout("logit", score, inputs, direction.detach(), scale_invariant, index)
 
 
+def resolve_target(verifier: Any, features: torch.Tensor, target: str) -> str:
+    """The concrete target of ``target`` (``auto``: ``logit`` with an identity head, else
+    ``embedding``)."""
+    target = check_target(target)
+    if target != "auto":
+        return target
+    with torch.no_grad():
+        has_head = verifier.class_logits(features[:1].detach()) is not None
+    return "logit" if has_head else "embedding"
+
+
 def readout(
     verifier: Any, features: torch.Tensor, target: str, reference: torch.Tensor | None = None
 ) -> Readout:
     """Resolve ``target`` for CLS ``features`` ``(N, D)`` (see the module docstring)."""
-    target = check_target(target)
-    if target == "auto":
-        with torch.no_grad():
-            has_head = verifier.class_logits(features[:1].detach()) is not None
-        target = "logit" if has_head else "embedding"
+    target = resolve_target(verifier, features, target)
     if target == "logit":
         return _logit(verifier, features)
     if target == "embedding":

@@ -132,7 +132,12 @@ class PaperExplainer:
 
         # 2. attention maps (one call for all faces)
         generator = registry.create("attention", opts["generator"], **opts["generator_options"])
+        # the other face's embedding is the reference of the "similarity" target
         reference = torch.cat([e_g, e_p]) if opts["target"] == "similarity" else None
+        target_used = opts["target"]
+        if target_used == "auto":  # docs/method.md, "Targets"
+            has_head = verifier.class_logits(e_p[:1]) is not None
+            target_used = "logit" if has_head else "embedding"
         maps_t = generator(verifier, faces, target=opts["target"], reference=reference)
         maps = np.ascontiguousarray(maps_t.detach().cpu().numpy(), dtype=np.float32)
         if maps.shape != (2 * n, *faces.shape[-2:]):
@@ -200,7 +205,7 @@ class PaperExplainer:
                 strategy=selection.strategy, selection_reason=selection.reason,
                 faces=np.stack([_faces_uint8(probes[i : i + 1])[0],
                                 _faces_uint8(galleries[i : i + 1])[0]]),
-                notes={"generator": opts["generator"], "target": opts["target"],
+                notes={"generator": opts["generator"], "target": target_used,
                        "selector": opts["selector"], "fill": opts["fill"],
                        "verifier": getattr(verifier, "name", type(verifier).__name__),
                        "smoothing": {"dilate_size": opts["dilate_size"],
