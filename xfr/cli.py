@@ -19,11 +19,13 @@ import importlib
 import importlib.util
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
 from xfr import __version__
-from xfr.errors import UserError
+from xfr.errors import InputWarning, UserError
 
 #: Subcommand -> module implementing it.
 COMMANDS: dict[str, str] = {
@@ -113,8 +115,28 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(lines) or type(exc).__name__
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Input warnings (:class:`xfr.errors.InputWarning`) as one line ``xfr: warning: ...``;
+    other warnings as Python shows them."""
+    if issubclass(category, InputWarning):
+        text = " ".join(str(message).split())
+        print(f"xfr: warning: {text}", file=sys.stderr if file is None else file)
+        return
+    _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(only=requested_command(arguments))
     args = parser.parse_args(arguments)
