@@ -52,6 +52,7 @@ def collect(reg: registry.Registry, kind: str | None = None) -> dict[str, Any]:
                 "name": n,
                 "packages": [p.package for p in ps],
                 "plugins": [p.plugin for p in ps],
+                "advice": reg.conflict_advice(k, n, ps),
             }
             for k, n, ps in reg.conflicts(kind)
         ],
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
                     f"{pk} (plugin {pl})"
                     for pk, pl in zip(c["packages"], c["plugins"], strict=True)
                 )
-                + f": using it fails until one plugin is disabled ({registry.ENV_DISABLE})"
+                + f": using it fails; {c['advice']}"
             )
         if data["broken"]:
             print(f"\nbroken plugins ({len(data['broken'])}):")
