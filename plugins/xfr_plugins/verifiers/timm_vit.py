@@ -24,7 +24,13 @@ from typing import Any
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from xfr_plugins.verifiers.face_vit import _check_images, normalised_embeddings, squared_l2
+from xfr.errors import ModelError
+from xfr_plugins.verifiers.face_vit import (
+    _check_images,
+    check_threshold,
+    normalised_embeddings,
+    squared_l2,
+)
 
 __all__ = ["TimmViTVerifier", "load_state_dict_file"]
 
@@ -39,11 +45,20 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"no such weights file: {path}")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from xfr_plugins.verifiers.face_vit import read_safetensors
 
-        state: Any = load_file(str(path))
+        state: Any = read_safetensors(path)
     else:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # damaged zip, truncated pickle, objects other than tensors
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            reason = lines[0] if lines else type(exc).__name__
+            if "weights_only" in reason or "Weights only load failed" in reason:
+                reason = "it holds objects other than tensors, which xfr does not unpickle"
+            raise ModelError(
+                f"{path}: damaged or not a PyTorch state dict ({reason}); xfr reads "
+                "state dicts saved with torch.save(model.state_dict(), path)") from None
     if isinstance(state, Mapping):
         for key in ("state_dict", "model"):
             inner = state.get(key)
@@ -53,7 +68,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, Mapping) or not all(
         isinstance(v, torch.Tensor) for v in state.values()
     ):
-        raise ValueError(f"{path} does not hold a state dict of tensors")
+        raise ModelError(f"{path} does not hold a state dict of tensors")
     return {
         (k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()
     }
@@ -105,7 +120,7 @@ class TimmViTVerifier:
         if device is not None:
             self.model.to(device)
         self.model.eval()
-        self.threshold = float(threshold)
+        self.threshold = check_threshold(threshold)
         self.flip = bool(flip)
         self.use_head = bool(use_head)
         self.input_size = img_size[0]
