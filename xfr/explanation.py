@@ -149,9 +149,12 @@ class Explanation:
 
     def save(self, directory: str | Path, stem: str = "explanation") -> tuple[Path, Path]:
         """Write ``<stem>.png`` (the figure) and ``<stem>.json`` into ``directory``."""
+        from xfr.errors import OutputError
         from xfr.figure import render_figure
 
         out = Path(directory)
+        if out.exists() and not out.is_dir():
+            raise OutputError(f"cannot save into {out}: it is a file, not a folder")
         out.mkdir(parents=True, exist_ok=True)
         png, js = out / f"{stem}.png", out / f"{stem}.json"
         render_figure(self, png)
