@@ -92,14 +92,19 @@ def _open_image(path: Path) -> np.ndarray:
                 width, height = im.size
                 if limit is not None and width * height > limit:
                     raise ImageError(
-                        f"{path}: image too large ({width}x{height} = {width * height:,} "
-                        f"pixels; the limit is {limit:,}, against decompression bombs): "
-                        "shrink it first")
+                        f"{path}: image too large ({width * height:,} pixels; the limit is "
+                        f"{limit:,}, against decompression bombs): shrink it first")
                 # EXIF orientation (phone photos): the pixels as the photo is meant to be seen.
                 upright = ImageOps.exif_transpose(im)
                 return pil_to_array(upright, str(path))
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{path}: image too large ({exc})") from None
+        # PIL refuses at open, before the size is known here: its message has the count.
+        import re
+
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        count = f"{int(found.group(1)):,} pixels" if found else str(exc)
+        raise ImageError(f"{path}: image too large ({count}; the limit is {limit:,}, against "
+                         "decompression bombs): shrink it first") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ImageError(f"not an image: {path} ({exc})") from None
 
