@@ -160,9 +160,11 @@ FOLDER_CASES = {
     "wrong shapes": (dict(edit=_smaller), r"model\.safetensors does not fit .*config\.json: "
                      r"18 tensor\(s\) of another shape: backbone\.blocks\.0\.mlp\.fc1\.bias "
                      r"\(512,\) \(the architecture needs \(256,\)\)"),
-    "missing tensor": (dict(weights=_drop_tensor), r"1 tensor\(s\) missing: backbone\.norm\.weight"),
+    "missing tensor": (dict(weights=_drop_tensor),
+                       r"1 tensor\(s\) missing: backbone\.norm\.weight"),
     "null threshold": (dict(edit=_set_threshold(None)), r"threshold must be a number, got None"),
-    "list threshold": (dict(edit=_set_threshold([1.2])), r"threshold must be a number, got \[1\.2\]"),
+    "list threshold": (dict(edit=_set_threshold([1.2])),
+                       r"threshold must be a number, got \[1\.2\]"),
     "corrupt safetensors": (dict(weights=_truncate),
                             r"model\.safetensors: damaged or not a safetensors file"),
     "bad JSON": (dict(edit=lambda d: None), r"config\.json: not valid JSON \(Expecting"),
