@@ -27,6 +27,8 @@ from xfr.explanation import Explanation
 
 _cache_lock = threading.Lock()
 _verifier_cache: dict[str, Any] = {}
+#: The device verifiers are loaded on when none is given (``xfr COMMAND --device``).
+_default_device: str | None = None
 
 #: What a verifier object needs (``xfr.interfaces.Verifier``).
 VERIFIER_ATTRIBUTES = ("embed", "distance", "threshold")
@@ -57,6 +59,48 @@ def read_model_config(folder: str | Path) -> dict[str, Any]:
     if not kind or not isinstance(kind, str):
         raise ModelError(f"{path} does not name its verifier ('verifier' key), got {kind!r}")
     return doc
+
+
+def check_device(device: Any) -> str:
+    """``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ...) as text if PyTorch knows it and
+    this machine has it, else :class:`~xfr.errors.OptionError`."""
+    import torch
+
+    if not isinstance(device, str):
+        raise OptionTypeError(f"device must be a string such as 'cpu' or 'cuda:0', got "
+                              f"{device!r}")
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise OptionError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise OptionError(f"device {device!r}: no CUDA GPU is available here "
+                              "(torch.cuda.is_available() is False); use --device cpu")
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise OptionError(f"device {device!r}: this machine has {count} CUDA GPU(s) "
+                              f"(cuda:0 to cuda:{count - 1})")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise OptionError(f"device {device!r}: MPS is not available here")
+    return str(parsed)
+
+
+def set_default_device(device: str | None) -> None:
+    """Load verifiers on ``device`` when no ``device=`` option is given (``--device``);
+    ``None`` restores the verifiers' own default (the CPU)."""
+    global _default_device
+    _default_device = None if device is None else check_device(device)
+
+
+def _accepts(factory: Any, option: str) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == option or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def check_verifier_object(verifier: Any) -> Any:
@@ -99,22 +143,31 @@ def load_verifier(name_or_path: str | Path | Any = "default", **options: Any) ->
     text = str(name_or_path)
     if not text.strip():
         raise OptionError("verifier must not be empty (a name, 'name:source' or a folder)")
-    key = json.dumps([text, sorted(options.items())], default=str)
-    with _cache_lock:
-        if key in _verifier_cache:
-            return _verifier_cache[key]
+    if "device" in options:
+        options["device"] = check_device(options["device"])
     path = default_model_path() if text == "default" else Path(name_or_path)
     if isinstance(name_or_path, str) and text != "default" and _registered_spec(text):
-        verifier = registry.create("verifier", text, **options)
+        name, spec, source = text.partition(":")[0].strip(), text, None
     elif (path / "config.json").is_file():
-        doc = read_model_config(path)
-        verifier = registry.create("verifier", doc["verifier"], source=str(path), **options)
+        name = spec = read_model_config(path)["verifier"]
+        source = str(path)
     elif text == "default":
         raise FileNotFoundError(f"the bundled default model is missing: {path}")
     elif isinstance(name_or_path, Path) or "/" in text or path.exists():
         raise FileNotFoundError(f"no xfr model folder (config.json) at {path}")
     else:
-        verifier = registry.create("verifier", text, **options)
+        name, spec, source = text, text, None
+    if ("device" not in options and _default_device is not None
+            and _accepts(registry.get("verifier", name), "device")):
+        options["device"] = _default_device
+    key = json.dumps([text, sorted(options.items())], default=str)
+    with _cache_lock:
+        if key in _verifier_cache:
+            return _verifier_cache[key]
+    if source is None:
+        verifier = registry.create("verifier", spec, **options)
+    else:
+        verifier = registry.create("verifier", spec, source=source, **options)
     with _cache_lock:
         _verifier_cache.setdefault(key, verifier)
         return _verifier_cache[key]

@@ -16,6 +16,9 @@ from typing import Any
 
 from xfr.errors import OptionError, OptionTypeError, OutputError
 
+#: One-line help of the command (``xfr --help``).
+HELP = "explain a face-verification decision (positive or negative)"
+
 
 def demo_pairs() -> list[tuple[str, Any, Any]]:
     """(description, probe, gallery) of the demo, from files inside installed packages."""
@@ -42,7 +45,7 @@ BASELINES = ("minplus", "avg", "rise", "lime")
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "explain", help="explain a face-verification decision (positive or negative)",
+        "explain", help=HELP,
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("probe", nargs="?", help="probe image (photo or 112x112 aligned crop)")
     p.add_argument("gallery", nargs="?", help="gallery image")
