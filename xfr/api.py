@@ -29,6 +29,10 @@ _cache_lock = threading.Lock()
 _verifier_cache: dict[str, Any] = {}
 #: The device verifiers are loaded on when none is given (``xfr COMMAND --device``).
 _default_device: str | None = None
+#: id(verifier) -> what the explanations record about its model (``notes["model"]``).
+_model_info: dict[int, dict[str, Any]] = {}
+#: Files whose bytes make a model's hash (config and weights).
+MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".pth", ".pt", ".bin", ".onnx")
 
 #: What a verifier object needs (``xfr.interfaces.Verifier``).
 VERIFIER_ATTRIBUTES = ("embed", "distance", "threshold")
@@ -168,9 +172,56 @@ def load_verifier(name_or_path: str | Path | Any = "default", **options: Any) ->
         verifier = registry.create("verifier", spec, **options)
     else:
         verifier = registry.create("verifier", spec, source=source, **options)
+    source_path = source if source is not None else (
+        spec.partition(":")[2] if ":" in spec else None)
+    digest = model_digest(source_path) if source_path else None
     with _cache_lock:
-        _verifier_cache.setdefault(key, verifier)
-        return _verifier_cache[key]
+        verifier = _verifier_cache.setdefault(key, verifier)
+        _model_info[id(verifier)] = {"verifier": text, "plugin": name, "sha256": digest}
+        return verifier
+
+
+def model_digest(source: str | Path) -> str | None:
+    """SHA-256 of a model: of the file, or of a folder's config and weights files (sorted by
+    name; docs/explanation-format.md, ``notes.model``); ``None`` if there is nothing to hash."""
+    import hashlib
+
+    path = Path(source)
+    files = ([path] if path.is_file() else
+             sorted(p for p in path.iterdir() if p.is_file()
+                    and p.suffix in MODEL_FILE_SUFFIXES) if path.is_dir() else [])
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0")
+        with open(f, "rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def model_info(verifier: Any) -> dict[str, Any]:
+    """What an explanation records about its model: how it was named, the plugin, its hash."""
+    known = _model_info.get(id(verifier))
+    if known is not None:
+        return dict(known)
+    return {"verifier": getattr(verifier, "name", type(verifier).__name__), "plugin": None,
+            "sha256": None}
+
+
+def describe_input(image: Any) -> str:
+    """How ``notes["inputs"]`` names an input: its path, or its type and shape."""
+    import os
+
+    if isinstance(image, (str, os.PathLike)):
+        return str(image)
+    shape = getattr(image, "shape", None)
+    dtype = getattr(image, "dtype", None)
+    if shape is not None:
+        return f"<{type(image).__name__} {tuple(shape)} {dtype}>"
+    size = getattr(image, "size", None)
+    return f"<{type(image).__name__} {size}>" if size is not None else f"<{type(image).__name__}>"
 
 
 def to_tensor(crops: np.ndarray) -> Any:
@@ -274,7 +325,12 @@ def explain_pairs(pairs: Iterable[tuple[Any, Any]], verifier: str | Any = "defau
         for s in range(0, len(pairs), pairs_per_batch):
             chunk = pairs[s : s + pairs_per_batch]
             probes, galleries = first if s == 0 else crops(chunk)
-            out += explainer.explain_pairs(v, probes, galleries)
+            done = explainer.explain_pairs(v, probes, galleries)
+            for e, (p, g) in zip(done, chunk, strict=True):
+                e.notes.setdefault("inputs", {"probe": describe_input(p),
+                                              "gallery": describe_input(g)})
+                e.notes.setdefault("model", model_info(v))
+            out += done
             bar.update(len(chunk))
     return out
 

@@ -159,11 +159,12 @@ def run(args: argparse.Namespace) -> int:
                     detector=args.detector, **options)
         png, js = e.save(out, stem)
         if args.json:
-            print(json.dumps({"pair": desc, **summary(e), "figure": str(png), "json": str(js)}))
+            print(json.dumps({"pair": desc, **summary(e), "figure": str(png), "json": str(js),
+                              "arrays": str(js.with_suffix(".npz"))}))
         else:
             print(f"pair: {desc}")
             for line in report(e):
                 print(line)
-            print(f"  wrote {png} and {js}")
+            print(f"  wrote {png}, {js} and {js.with_suffix('.npz')}")
         sys.stdout.flush()
     return 0
