@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,36 @@ def test_xfr_plugins_describes_each_plugin_and_marks_missing_dependencies(
     data = json.loads(capsys.readouterr().out)
     by_name = {p["name"]: p for p in data["providers"]}
     assert by_name["dlib"]["missing"] == ["dlib"] and by_name["face-vit"]["missing"] == []
+
+
+def test_the_multi_face_warning_is_one_line_naming_the_image_and_the_face(
+    lfw_root: Path, tmp_path: Path, crops: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import cv2
+    import numpy as np
+
+    from xfr.align import load_image
+    from xfr.data.lfw import image_folder
+
+    folder = image_folder(lfw_root)
+    big = load_image(folder / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg")
+    small = cv2.resize(load_image(folder / "Abel_Pacheco" / "Abel_Pacheco_0001.jpg"), (150, 150))
+    canvas = np.zeros((250, 400, 3), np.uint8)
+    canvas[:, :250] = big
+    canvas[50:200, 250:] = small
+    group = tmp_path / "group.png"
+    Image.fromarray(canvas).save(group)
+    # A bad option stops the run before the images are read.
+    assert cli.main(["explain", str(group), crops[1], "--strategies", "nope",
+                     "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("xfr: error: unknown mask 'nope'")
+    # The options fail first: the images are not read yet. With good options they are.
+    assert cli.main(["explain", str(group), crops[1], "--verifier", str(tmp_path / "none"),
+                     "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    warning = [line for line in err if line.startswith("xfr: warning: ") and "faces" in line]
+    assert len(warning) == 1 and "UserWarning" not in "".join(err)
+    assert re.fullmatch(rf"xfr: warning: {re.escape(str(group))}: 2 faces found; using the "
+                        r"largest, \d+x\d+ px at x=\d+, y=\d+", warning[0])
+    assert err[-1].startswith("xfr: error: no xfr model folder")

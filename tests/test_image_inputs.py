@@ -153,3 +153,20 @@ def test_a_decompression_bomb_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match=message) as info:
         load_image(bomb)
     assert isinstance(info.value, UserError)
+
+
+def test_a_112_crop_is_said_to_be_taken_as_aligned_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import xfr.align as align_module
+
+    monkeypatch.setattr(align_module, "_crop_notice_given", False)  # a fresh process
+    crop = tmp_path / "crop.png"
+    Image.fromarray(np.full((112, 112, 3), 80, np.uint8)).save(crop)
+    with pytest.warns(InputWarning, match=r"crop\.png: a 112x112 image is taken as an already "
+                                          r"aligned face crop"):
+        align(crop)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        align(crop)  # not again
+        align(np.zeros((112, 112, 3), np.uint8))

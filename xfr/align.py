@@ -379,18 +379,36 @@ def warp_to_template(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     return cv2.warpAffine(image, matrix, (CROP_SIZE, CROP_SIZE), borderValue=(0, 0, 0))
 
 
+_crop_notice_lock = threading.Lock()
+_crop_notice_given = False
+
+
+def _crop_notice(image: Any) -> None:
+    """Say once per process that 112x112 inputs are taken as aligned crops."""
+    global _crop_notice_given
+    with _crop_notice_lock:
+        if _crop_notice_given:
+            return
+        _crop_notice_given = True
+    where = f"{image}: " if isinstance(image, (str, os.PathLike)) else ""
+    warnings.warn(f"{where}a {CROP_SIZE}x{CROP_SIZE} image is taken as an already aligned face "
+                  "crop, without face detection (said once)", InputWarning, stacklevel=3)
+
+
 def align(image: Any, *, multiple: str = "largest", detector: str = "yunet") -> np.ndarray:
     """Return the aligned ``(112, 112, 3)`` uint8 RGB crop of the face in ``image``.
 
     ``multiple`` says what to do with several faces: ``"largest"`` (keep the largest, with a
     warning) or ``"error"``. ``detector`` is ``"yunet"`` or ``"dlib"``. An image that already
-    is 112x112 passes through untouched. Raises :class:`NoFaceError` when no face is found.
+    is 112x112 passes through untouched (an :class:`~xfr.errors.InputWarning` says so, once
+    per process). Raises :class:`NoFaceError` when no face is found.
     """
     if multiple not in ("largest", "error"):
         raise OptionError(f"multiple must be 'largest' or 'error', got {multiple!r}")
     check_detector(detector)
     rgb = load_image(image)
     if rgb.shape[:2] == (CROP_SIZE, CROP_SIZE):
+        _crop_notice(image)
         return rgb
     faces = detect(rgb, detector)
     if len(faces) == 0:
