@@ -154,7 +154,15 @@ def run(args: argparse.Namespace) -> int:
         jobs = [(desc, p, g, f"demo_{i + 1}") for i, (desc, p, g) in enumerate(demo_pairs())]
     else:
         jobs = [(f"{args.probe} vs. {args.gallery}", args.probe, args.gallery, "explanation")]
-    for desc, probe, gallery, stem in jobs:
+    # On a terminal, say what is being done (a pair takes seconds, a baseline minutes) and
+    # show the baselines' own progress bars.
+    interactive = sys.stderr.isatty()
+    if interactive and args.method in BASELINES:
+        options["progress"] = True
+    for k, (desc, probe, gallery, stem) in enumerate(jobs, start=1):
+        if interactive:
+            print(f"xfr: explaining pair {k}/{len(jobs)} ({args.method}): {desc} ...",
+                  file=sys.stderr, flush=True)
         e = explain(probe, gallery, verifier=args.verifier, method=args.method,
                     detector=args.detector, **options)
         png, js = e.save(out, stem)
