@@ -52,13 +52,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:  # damaged zip, truncated pickle, objects other than tensors
-            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-            reason = lines[0] if lines else type(exc).__name__
-            if "weights_only" in reason or "Weights only load failed" in reason:
-                reason = "it holds objects other than tensors, which xfr does not unpickle"
             raise ModelError(
-                f"{path}: damaged or not a PyTorch state dict ({reason}); xfr reads "
-                "state dicts saved with torch.save(model.state_dict(), path)") from None
+                f"{path}: damaged or not a PyTorch state dict ({_torch_load_reason(exc)}); xfr "
+                "reads state dicts saved with torch.save(model.state_dict(), path)") from None
     if isinstance(state, Mapping):
         for key in ("state_dict", "model"):
             inner = state.get(key)
@@ -72,6 +68,18 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return {
         (k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()
     }
+
+
+def _torch_load_reason(exc: BaseException) -> str:
+    """``torch.load``'s failure in a few words, without its advice to load with
+    ``weights_only=False`` (which would run code from the file)."""
+    text = str(exc)
+    if "Unsupported global" in text or "This file can still be loaded" in text:
+        return "it holds Python objects other than tensors, which xfr does not unpickle"
+    if "Weights only load failed" in text or isinstance(exc, (EOFError, UnicodeDecodeError)):
+        return "not a PyTorch file, or a truncated one"
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    return first.split(". ")[0]
 
 
 def _triple(value: Any, what: str) -> tuple[float, float, float]:
