@@ -68,7 +68,7 @@ def checkpoint(tmp_path: Path) -> Path:
 
 def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err
-    lines = err.strip().splitlines()
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("xfr: warning: ")]
     assert len(lines) == 1 and lines[0].startswith("xfr: error: "), err
     return lines[0]
 
@@ -190,7 +190,7 @@ def test_a_model_folder_that_cannot_load_is_one_line_naming_the_file(
 
 @pytest.mark.parametrize(("content", "reason"), [
     ("garbage", "not a PyTorch file, or a truncated one"),
-    ("truncated", "PytorchStreamReader failed reading zip archive"),
+    ("truncated", "a damaged or truncated PyTorch zip file"),
     ("objects", "it holds Python objects other than tensors, which xfr does not unpickle"),
 ])
 def test_a_damaged_pth_is_one_line_without_the_weights_only_advice(

@@ -78,6 +78,8 @@ def _torch_load_reason(exc: BaseException) -> str:
         return "it holds Python objects other than tensors, which xfr does not unpickle"
     if "Weights only load failed" in text or isinstance(exc, (EOFError, UnicodeDecodeError)):
         return "not a PyTorch file, or a truncated one"
+    if "PytorchStreamReader" in text or isinstance(exc, OSError):
+        return "a damaged or truncated PyTorch zip file"
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
     return first.split(". ")[0]
 
