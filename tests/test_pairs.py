@@ -118,7 +118,9 @@ def test_missing_files_folders_formats_and_folds_are_clear_errors(tmp_path):
         select_folds(read_pair_list(p, tmp_path), {7})
 
 
-def test_a_blank_line_in_lfw_pairs_does_not_move_pairs_to_another_fold(tmp_path, lfw_root):
+def test_a_blank_line_in_lfw_pairs_does_not_move_pairs_to_another_fold(
+    tmp_path: Path, lfw_root: Path
+) -> None:
     # Issue 16, item 5: the fold was computed from the line number, blank lines included.
     lines = (lfw_root / "pairs.txt").read_text().splitlines()
     clean = read_pair_list(lfw_root / "pairs.txt", lfw_root)
@@ -129,14 +131,14 @@ def test_a_blank_line_in_lfw_pairs_does_not_move_pairs_to_another_fold(tmp_path,
     assert [p.fold for p in pairs[595:605]] == [1] * 5 + [2] * 5
 
 
-def test_a_missing_lfw_line_is_named_instead_of_shifting_the_folds(tmp_path):
+def test_a_missing_lfw_line_is_named_instead_of_shifting_the_folds(tmp_path: Path) -> None:
     missing = LFW.replace("Abel_Pacheco\t1\t4\n", "")  # fold 1 loses its positive pair
     with pytest.raises(ValueError, match=r"pairs\.txt:2: pair 1 of fold 1 should be positive"):
         read_pair_list(write(tmp_path, "pairs.txt", missing), tmp_path, format="lfw")
 
 
 @pytest.mark.parametrize("fmt", ["auto", "lfw", "calfw", "csv"])
-def test_a_binary_pair_list_is_named(tmp_path, fmt):
+def test_a_binary_pair_list_is_named(tmp_path: Path, fmt: str) -> None:
     from PIL import Image
 
     from xfr.errors import InputError
