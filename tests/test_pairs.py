@@ -116,3 +116,37 @@ def test_missing_files_folders_formats_and_folds_are_clear_errors(tmp_path):
         read_pair_list(p, tmp_path, format="xml")
     with pytest.raises(ValueError, match=r"fold\(s\) \[7\]"):
         select_folds(read_pair_list(p, tmp_path), {7})
+
+
+def test_a_blank_line_in_lfw_pairs_does_not_move_pairs_to_another_fold(
+    tmp_path: Path, lfw_root: Path
+) -> None:
+    # Issue 16, item 5: the fold was computed from the line number, blank lines included.
+    lines = (lfw_root / "pairs.txt").read_text().splitlines()
+    clean = read_pair_list(lfw_root / "pairs.txt", lfw_root)
+    spaced = lines[:1] + lines[1:150] + [""] + lines[150:3001] + ["", "   "] + lines[3001:]
+    pairs = read_pair_list(write(tmp_path, "pairs.txt", "\n".join(spaced) + "\n"), lfw_root)
+    assert [(p.probe, p.gallery, p.same, p.fold) for p in pairs] == [
+        (p.probe, p.gallery, p.same, p.fold) for p in clean]
+    assert [p.fold for p in pairs[595:605]] == [1] * 5 + [2] * 5
+
+
+def test_a_missing_lfw_line_is_named_instead_of_shifting_the_folds(tmp_path: Path) -> None:
+    missing = LFW.replace("Abel_Pacheco\t1\t4\n", "")  # fold 1 loses its positive pair
+    with pytest.raises(ValueError, match=r"pairs\.txt:2: pair 1 of fold 1 should be positive"):
+        read_pair_list(write(tmp_path, "pairs.txt", missing), tmp_path, format="lfw")
+
+
+@pytest.mark.parametrize("fmt", ["auto", "lfw", "calfw", "csv"])
+def test_a_binary_pair_list_is_named(tmp_path: Path, fmt: str) -> None:
+    from PIL import Image
+
+    from xfr.errors import InputError
+
+    path = tmp_path / "pairs.txt"
+    Image.new("RGB", (4, 4)).save(path, format="PNG")  # an image given as the pair list
+    with pytest.raises(InputError, match=r"pairs\.txt: a binary file, not a text pair list"):
+        read_pair_list(path, tmp_path, format=fmt)
+    path.write_bytes(b"Abel\xff\xfe 1 2\n")
+    with pytest.raises(InputError, match=r"pairs\.txt: not a UTF-8 text pair list \(byte 0xff"):
+        read_pair_list(path, tmp_path, format=fmt)

@@ -62,3 +62,39 @@ def test_a_third_party_name_clashing_with_a_builtin_names_xfr_and_the_other_pack
     ):
         reg.get("mask", "oim")
     assert reg.get("mask", "um").__name__ == "UnifiedMask"
+
+
+def test_the_advice_for_a_clash_with_a_builtin_blocks_the_other_package_not_xfr(
+    dists: DistFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 16, item 8: the advice said XFR_DISABLE_PLUGINS=masks, which removes the built-in
+    # oim, um and nium too. It must name the other distribution and its plugin.
+    dists.make_dist("xfr-my-oim", {"my_oim": "mine"}, {"mine": mask_plugin_source("oim")})
+    reg = Registry(disabled=UNRELATED_BUILTINS)
+    with pytest.raises(DuplicateNameError) as info:
+        reg.get("mask", "oim")
+    message = str(info.value)
+    assert "XFR_DISABLE_PLUGINS=my_oim (blocks plugin 'my_oim' of package 'xfr-my-oim')" in message
+    assert "to keep the one of package 'xfr'" in message
+    assert "XFR_DISABLE_PLUGINS=masks" not in message
+    # Following the advice keeps every built-in mask and resolves the clash.
+    monkeypatch.setenv("XFR_DISABLE_PLUGINS", "my_oim")
+    fixed = Registry(disabled=UNRELATED_BUILTINS)
+    assert fixed.names("mask") == ["nium", "oim", "um"]
+    assert fixed.get("mask", "oim").__name__ == "OnlyIntersectionMask"
+    assert fixed.conflicts() == []
+
+
+def test_the_advice_names_what_else_the_blocked_plugin_would_remove(dists: DistFactory) -> None:
+    source = mask_plugin_source("twin").replace(
+        "return {'twin': Mask}", "return {'twin': Mask, 'extra': Mask}")
+    dists.make_dist("xfr-twin-a", {"twin_a": "a"}, {"a": source})
+    dists.make_dist("xfr-twin-b", {"twin_b": "b"}, {"b": mask_plugin_source("twin")})
+    reg = Registry(disabled=UNRELATED_BUILTINS)
+    with pytest.raises(DuplicateNameError) as info:
+        reg.get("mask", "twin")
+    message = str(info.value)
+    assert "block one of them with XFR_DISABLE_PLUGINS=" in message
+    assert "XFR_DISABLE_PLUGINS=twin_b (blocks plugin 'twin_b' of package 'xfr-twin-b')" in message
+    assert ("XFR_DISABLE_PLUGINS=twin_a (blocks plugin 'twin_a' of package 'xfr-twin-a'; that "
+            "plugin also provides mask 'extra')") in message

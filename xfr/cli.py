@@ -19,11 +19,13 @@ import importlib
 import importlib.util
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
 from xfr import __version__
-from xfr.errors import UserError
+from xfr.errors import InputWarning, OptionError, UserError
 
 #: Subcommand -> module implementing it.
 COMMANDS: dict[str, str] = {
@@ -79,12 +81,57 @@ def requested_command(argv: Sequence[str]) -> str | None:
     return None
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+#: Commands that run a model: they get ``--device`` and ``--threads``.
+MODEL_COMMANDS = ("explain", "evaluate", "sanity")
+
+
+def command_help(module: ModuleType) -> str:
+    """A command's one-line help without building its parser: the module's ``HELP``, else the
+    first sentence of its docstring without the leading ``xfr NAME``."""
+    text = getattr(module, "HELP", None)
+    if isinstance(text, str) and text:
+        return text
+    first = (module.__doc__ or "").strip().split("\n\n")[0]
+    first = " ".join(first.split())
+    if first.startswith("``") and "``:" in first:
+        first = first.split("``:", 1)[1].strip()
+    first = first.rstrip(".")
+    return first if len(first) <= 90 else first[:87].rsplit(" ", 1)[0] + "..."
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append ``(default: ...)`` to every option help that has a default and does not say it."""
+    for action in parser._actions:
+        help_text = action.help
+        if (not help_text or help_text == argparse.SUPPRESS
+                or action.default is None or action.default is False or action.default == []
+                or action.default is argparse.SUPPRESS or "default" in help_text.lower()
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+            continue
+        action.help = help_text + " (default: %(default)s)"
+
+
+def _add_model_options(sub: argparse.ArgumentParser) -> None:
+    with contextlib.suppress(argparse.ArgumentError):
+        sub.add_argument("--device", default=None, metavar="DEVICE",
+                         help="where the model runs: cpu, cuda or cuda:N (default: cpu)")
+    with contextlib.suppress(argparse.ArgumentError):
+        sub.add_argument("--threads", type=int, default=None, metavar="N",
+                         help="CPU threads of the model passes (default: PyTorch's, one per "
+                              "core)")
+
+
+def build_parser(only: str | None = None, summary: bool = False) -> argparse.ArgumentParser:
     """The parser with every available subcommand, or with ``only`` that one (so that
-    ``xfr plugins`` does not import the modules of the other commands)."""
+    ``xfr plugins`` does not import the modules of the other commands).
+
+    ``summary=True`` (``xfr --help``, ``xfr`` alone) lists the commands with their one-line
+    help (:func:`command_help`) without building their parsers: their defaults may need heavy
+    imports (torch), which ``xfr --help`` does not pay."""
     parser = argparse.ArgumentParser(
         prog="xfr",
         description="Explainable face verification for Vision Transformers.",
+        epilog="Run 'xfr COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"xfr {__version__}")
     parser.add_argument(
@@ -92,6 +139,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in _load_commands(only).items():
+        if summary:
+            subparsers.add_parser(name, help=command_help(module))
+            continue
         before = set(subparsers.choices)
         module.add_parser(subparsers)
         for added in set(subparsers.choices) - before:
@@ -102,9 +152,32 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                 sub.add_argument(
                     "--debug", action="store_true", default=argparse.SUPPRESS, help=SUPPRESS_HELP
                 )
+            if added in MODEL_COMMANDS:
+                _add_model_options(sub)
+            _show_defaults(sub)
         if name not in subparsers.choices:
             raise RuntimeError(f"{COMMANDS[name]}.add_parser did not add a {name!r} sub-parser")
     return parser
+
+
+def apply_model_options(args: argparse.Namespace) -> None:
+    """``--threads`` and ``--device`` of a model command, checked before anything loads."""
+    if getattr(args, "command", None) not in MODEL_COMMANDS:
+        return
+    threads = getattr(args, "threads", None)
+    device = getattr(args, "device", None)
+    if threads is not None and threads < 1:
+        raise OptionError(f"--threads must be >= 1, got {threads}")
+    if threads is None and device is None:
+        return
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if device is not None:
+        from xfr.api import set_default_device
+
+        set_default_device(device)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -113,16 +186,38 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(lines) or type(exc).__name__
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Input warnings (:class:`xfr.errors.InputWarning`) as one line ``xfr: warning: ...``;
+    other warnings as Python shows them."""
+    if issubclass(category, InputWarning):
+        text = " ".join(str(message).split())
+        print(f"xfr: warning: {text}", file=sys.stderr if file is None else file)
+        return
+    _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(only=requested_command(arguments))
+    only = requested_command(arguments)
+    parser = build_parser(only=only, summary=only is None)
     args = parser.parse_args(arguments)
     run = getattr(args, "_run", None)
     if run is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
+        apply_model_options(args)
         return int(run(args) or 0)
     except KeyboardInterrupt:
         print("xfr: interrupted", file=sys.stderr)

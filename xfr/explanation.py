@@ -4,6 +4,11 @@ Every intermediate value of the paper's pipeline (Fig. 1) is kept: the decision,
 maps, both Otsu masks, every candidate mask with its removed area RA, its distances after
 masking and its selection score (or why it was not eligible), the chosen strategy and the two
 final heatmaps. ``to_dict``/``from_dict`` and ``to_json``/``from_json`` round-trip exactly.
+
+:meth:`Explanation.save` writes three files: the figure (``<stem>.png``), a small JSON
+(``<stem>.json``: metadata, decision, scores, every candidate without its mask, the notes) and
+every array in one ``<stem>.npz`` beside it; :meth:`Explanation.load` reads both back exactly.
+Every key of both files is documented in ``docs/explanation-format.md``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+#: The ``format`` of the JSON written by :meth:`Explanation.save`, and its version.
+FORMAT = "xfr-explanation"
+FORMAT_VERSION = 2
+#: The array fields of :class:`Explanation` (the ``.npz`` beside the JSON).
+ARRAY_FIELDS = ("heatmaps", "attention_maps", "masks", "faces")
 
 
 def _array_to_json(a: np.ndarray | None) -> dict[str, Any] | None:
@@ -134,11 +145,102 @@ class Explanation:
         )
 
     def to_json(self) -> str:
+        """Everything as one JSON text (arrays as number lists: large; see :meth:`save`)."""
         return json.dumps(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str) -> Explanation:
-        return cls.from_dict(json.loads(text))
+        """From :meth:`to_json`'s text, or from the small JSON of :meth:`save` while its
+        ``.npz`` is still where it was written (else use :meth:`load` with the JSON's path)."""
+        doc = json.loads(text)
+        if doc.get("format") == FORMAT:
+            arrays = Path(doc.get("arrays_path") or "")
+            if not arrays.is_file():
+                from xfr.errors import InputError
+
+                raise InputError(f"the arrays of this explanation are in {doc.get('arrays')!r} "
+                                 "beside its JSON: use Explanation.load(path_of_the_json)")
+            return cls._from_files(doc, arrays)
+        return cls.from_dict(doc)
+
+    def summary(self, arrays: str, arrays_path: str | None = None) -> dict[str, Any]:
+        """The small JSON of :meth:`save` (docs/explanation-format.md); ``arrays`` names the
+        ``.npz`` holding :meth:`arrays_dict`."""
+        from xfr import __version__
+
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "xfr_version": __version__,
+            "arrays": arrays,
+            "arrays_path": arrays_path,
+            "decision": self.decision,
+            "distance": self.distance,
+            "threshold": self.threshold,
+            "method": self.method,
+            "strategy": self.strategy,
+            "selection_reason": self.selection_reason,
+            "candidates": [{k: v for k, v in c.to_dict().items() if k != "mask"}
+                           for c in self.candidates],
+            "array_shapes": {k: list(v.shape) for k, v in self.arrays_dict().items()},
+            "notes": self.notes,
+        }
+
+    def arrays_dict(self) -> dict[str, np.ndarray]:
+        """Every array, by its ``.npz`` name: ``heatmaps``, ``attention_maps``, ``masks``,
+        ``faces`` (those that are not ``None``) and ``candidate_mask_<i>`` (``candidates[i]``)."""
+        out = {k: np.asarray(getattr(self, k)) for k in ARRAY_FIELDS
+               if getattr(self, k) is not None}
+        out.update({f"candidate_mask_{i}": np.asarray(c.mask)
+                    for i, c in enumerate(self.candidates)})
+        return out
+
+    @classmethod
+    def _from_files(cls, doc: dict[str, Any], arrays: Path) -> Explanation:
+        with np.load(arrays, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+        return cls(
+            decision=doc["decision"],
+            distance=float(doc["distance"]),
+            threshold=float(doc["threshold"]),
+            method=doc["method"],
+            heatmaps=data.get("heatmaps"),
+            attention_maps=data.get("attention_maps"),
+            masks=data.get("masks"),
+            candidates=[
+                Candidate(name=c["name"], mask=data[f"candidate_mask_{i}"],
+                          removed_area=float(c["removed_area"]),
+                          distances={k: float(v) for k, v in c["distances"].items()},
+                          score=None if c["score"] is None else float(c["score"]),
+                          eligible=bool(c["eligible"]), reason=c["reason"])
+                for i, c in enumerate(doc.get("candidates", []))],
+            strategy=doc.get("strategy"),
+            selection_reason=doc.get("selection_reason"),
+            faces=data.get("faces"),
+            notes=dict(doc.get("notes", {})),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> Explanation:
+        """Read what :meth:`save` wrote: ``path`` is the ``.json`` (or the ``.npz``, or the
+        path without suffix); the arrays come from the ``.npz`` the JSON names, beside it.
+        A JSON written by :meth:`to_json` (arrays inside) is read too."""
+        from xfr.errors import InputError
+
+        path = Path(path)
+        js = path if path.suffix == ".json" else path.with_suffix(".json")
+        if not js.is_file():
+            raise FileNotFoundError(f"no saved explanation: {js}")
+        try:
+            doc = json.loads(js.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{js}: not an explanation JSON ({exc})") from None
+        if doc.get("format") != FORMAT:
+            return cls.from_dict(doc)
+        arrays = js.parent / doc["arrays"]
+        if not arrays.is_file():
+            raise FileNotFoundError(f"{js}: its arrays file is missing: {arrays}")
+        return cls._from_files(doc, arrays)
 
     def candidate(self, name: str) -> Candidate:
         """The candidate called ``name`` (``KeyError`` listing the names otherwise)."""
@@ -148,12 +250,23 @@ class Explanation:
         raise KeyError(f"no candidate {name!r}; candidates: {[c.name for c in self.candidates]}")
 
     def save(self, directory: str | Path, stem: str = "explanation") -> tuple[Path, Path]:
-        """Write ``<stem>.png`` (the figure) and ``<stem>.json`` into ``directory``."""
+        """Write ``<stem>.png`` (the figure), ``<stem>.json`` (small: metadata, decision,
+        scores) and ``<stem>.npz`` (every array) into ``directory``; returns the PNG's and the
+        JSON's paths. Many explanations go into one folder with distinct stems
+        (``e.save(out, stem=f"pair_{i}")``); :meth:`load` reads them back."""
+        from xfr.errors import OutputError
         from xfr.figure import render_figure
 
         out = Path(directory)
+        if out.exists() and not out.is_dir():
+            raise OutputError(f"cannot save into {out}: it is a file, not a folder")
         out.mkdir(parents=True, exist_ok=True)
-        png, js = out / f"{stem}.png", out / f"{stem}.json"
+        if not stem or Path(stem).name != stem:
+            from xfr.errors import OptionError
+
+            raise OptionError(f"stem must be a file name without folders, got {stem!r}")
+        png, js, npz = out / f"{stem}.png", out / f"{stem}.json", out / f"{stem}.npz"
         render_figure(self, png)
-        js.write_text(self.to_json())
+        np.savez_compressed(npz, **self.arrays_dict())
+        js.write_text(json.dumps(self.summary(npz.name, str(npz.resolve())), indent=1))
         return png, js

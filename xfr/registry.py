@@ -42,7 +42,7 @@ import inspect
 import os
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -50,11 +50,20 @@ from typing import Any
 import pluggy
 
 from xfr import hookspecs
-from xfr.errors import DuplicateNameError, PluginError, UnknownKindError, UnknownNameError
+from xfr.errors import (
+    DuplicateNameError,
+    OptionError,
+    OptionTypeError,
+    PluginError,
+    UnknownKindError,
+    UnknownNameError,
+)
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "ENV_DISABLE",
+    "KIND_WORDS",
+    "OWN_PACKAGE",
     "HOOKS",
     "KINDS",
     "BrokenPlugin",
@@ -64,6 +73,7 @@ __all__ = [
     "UnknownKindError",
     "UnknownNameError",
     "broken",
+    "describe",
     "create",
     "default",
     "get",
@@ -75,6 +85,17 @@ __all__ = [
 ENTRY_POINT_GROUP = "xfr"
 #: Comma-separated entry-point names of plugins to block.
 ENV_DISABLE = "XFR_DISABLE_PLUGINS"
+#: The distribution of xfr itself (its built-in plugins: ``masks``, ``selectors``...).
+OWN_PACKAGE = "xfr"
+
+#: How messages call each kind.
+KIND_WORDS: dict[str, str] = {
+    "verifier": "verifier",
+    "attention": "attention generator",
+    "mask": "mask strategy",
+    "selector": "selector",
+    "explainer": "explainer",
+}
 
 #: Registry kind -> the hook that provides it (one hook per kind, :mod:`xfr.hookspecs`).
 HOOKS: dict[str, str] = {
@@ -392,7 +413,7 @@ class Registry:
         """The factory registered as ``name`` for ``kind``."""
         _check_kind(kind)
         if not isinstance(name, str):
-            raise TypeError(f"{kind} name must be a string, not {type(name).__name__}")
+            raise OptionTypeError(f"{kind} name must be a string, not {type(name).__name__}")
         found = self._providers_table()[kind].get(name)
         if not found:
             raise UnknownNameError(self._unknown_message(kind, name))
@@ -400,10 +421,42 @@ class Registry:
             raise DuplicateNameError(
                 f"{kind} {name!r} is provided twice: "
                 + " and ".join(p.describe() for p in found)
-                + f"; block one plugin with {ENV_DISABLE}="
-                + ",".join(p.plugin for p in found[1:])
-            )
+                + "; " + self.conflict_advice(kind, name, found))
         return found[0].factory
+
+    def conflict_advice(self, kind: str, name: str, found: Sequence[Provider]) -> str:
+        """How to block just one provider of ``name``: a plugin of another
+        distribution than xfr (blocking one of xfr's own plugins, e.g. ``masks``, would remove
+        every built-in name of that plugin), with the other names that plugin provides."""
+        table = self._providers_table()
+        others = [p for p in found if p.package != OWN_PACKAGE] or list(found)
+        keep = [p for p in found if p not in others]
+        options = []
+        for p in others:
+            also = sorted(f"{k} {n!r}" for k in KINDS for n, ps in table[k].items()
+                          if (k, n) != (kind, name) and any(q.plugin == p.plugin for q in ps))
+            side = f"; that plugin also provides {', '.join(also)}" if also else ""
+            where = f"package {p.package!r}" if p.package else "this process"
+            options.append(f"{ENV_DISABLE}={p.plugin} (blocks plugin {p.plugin!r} of {where}"
+                           f"{side})")
+        if keep:
+            return (f"to keep the one of {keep[0].describe()}, block the other with "
+                    + " or ".join(options))
+        return "block one of them with " + " or ".join(options)
+
+    def describe(self, kind: str, name: str) -> str:
+        """``mask strategy 'probe-only' (package 'xfr-plugin-example' 0.1.0, plugin
+        'probe_only')``: how errors about a plugin's output name it."""
+        _check_kind(kind)
+        found = self._providers_table()[kind].get(name, []) if isinstance(name, str) else []
+        word = KIND_WORDS[kind]
+        if len(found) != 1:
+            return f"{word} {name!r}"
+        p = found[0]
+        if p.package is None:
+            return f"{word} {name!r} (in-process plugin {p.plugin!r})"
+        version = f" {p.version}" if p.version else ""
+        return f"{word} {name!r} (package {p.package!r}{version}, plugin {p.plugin!r})"
 
     def _unknown_message(self, kind: str, name: str) -> str:
         known = self.names(kind)
@@ -422,11 +475,11 @@ class Registry:
         ``"name:argument"`` -> ``factory("argument", **options)``."""
         _check_kind(kind)
         if not isinstance(spec, str):
-            raise TypeError(f"{kind} spec must be a string, not {type(spec).__name__}")
+            raise OptionTypeError(f"{kind} spec must be a string, not {type(spec).__name__}")
         name, sep, argument = spec.partition(":")
         name = name.strip()
         if not name:
-            raise ValueError(f"empty {kind} spec {spec!r}; expected 'name' or 'name:argument'")
+            raise OptionError(f"empty {kind} spec {spec!r}; expected 'name' or 'name:argument'")
         factory = self.get(kind, name)
         args: tuple[Any, ...] = (argument,) if sep else ()
         try:
@@ -435,7 +488,7 @@ class Registry:
             given = ([f"argument {argument!r}"] if sep else []) + (
                 [f"options {', '.join(sorted(options))}"] if options else []
             )
-            raise TypeError(
+            raise OptionTypeError(
                 f"{kind} {name!r} cannot be built with {' and '.join(given) or 'no arguments'}: "
                 f"{exc}"
             ) from exc
@@ -481,3 +534,8 @@ def providers(kind: str | None = None) -> list[Provider]:
 def broken() -> list[BrokenPlugin]:
     """:meth:`Registry.broken` on the default registry."""
     return default().broken()
+
+
+def describe(kind: str, name: str) -> str:
+    """:meth:`Registry.describe` on the default registry."""
+    return default().describe(kind, name)

@@ -14,6 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from xfr.errors import OptionError, OptionTypeError, OutputError
+
+#: One-line help of the command (``xfr --help``).
+HELP = "explain a face-verification decision (positive or negative)"
+
 
 def demo_pairs() -> list[tuple[str, Any, Any]]:
     """(description, probe, gallery) of the demo, from files inside installed packages."""
@@ -31,24 +36,46 @@ def demo_pairs() -> list[tuple[str, Any, Any]]:
     ]
 
 
+#: Options of the paper's method (``--method paper``), as (flag, option name).
+PAPER_FLAGS = (("--generator", "generator"), ("--selector", "selector"), ("--target", "target"),
+               ("--fill", "fill"), ("--strategies", "strategies"))
+#: The perturbation baselines (paper Sec. 4), which take none of :data:`PAPER_FLAGS`.
+BASELINES = ("minplus", "avg", "rise", "lime")
+
+
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "explain", help="explain a face-verification decision (positive or negative)",
+        "explain", help=HELP,
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("probe", nargs="?", help="probe image (photo or 112x112 aligned crop)")
     p.add_argument("gallery", nargs="?", help="gallery image")
     p.add_argument("--demo", action="store_true", help="explain two bundled demo pairs")
-    p.add_argument("-o", "--out", default="xfr-explanation", help="output folder")
+    p.add_argument("-o", "--out", default="xfr-explanation",
+                   help="output folder (default: %(default)s)")
     p.add_argument("--verifier", default="default",
-                   help="registered verifier name or model folder (default: bundled model)")
-    p.add_argument("--method", default="paper", help="explainer: paper, minplus, avg, rise, lime")
-    p.add_argument("--generator", default=None, help="attention generator (paper method)")
-    p.add_argument("--selector", default=None, help="selector: metric or fixed:NAME")
+                   help="registered verifier name, NAME:SOURCE (e.g. "
+                        "face-transformer:/path/Backbone_VIT.pth) or model folder "
+                        "(default: %(default)s, the bundled model)")
+    p.add_argument("--method", default="paper",
+                   help="explainer: paper, minplus, avg, rise, lime (default: %(default)s)")
+    p.add_argument("--generator", default=None,
+                   help="attention generator of the paper method (default: nograd-lrp)")
+    p.add_argument("--selector", default=None,
+                   help="selector of the paper method: metric or fixed:NAME, NAME becoming a "
+                        "candidate (default: metric)")
+    p.add_argument("--strategies", default=None, metavar="NAMES",
+                   help="candidate mask strategies of the paper method, comma-separated, for "
+                        "both decisions, e.g. oim,um,probe-only (default: oim,um for positive, "
+                        "oim,um,nium for negative decisions)")
     p.add_argument("--target", default=None,
-                   help="attention target: auto, logit, embedding, similarity")
-    p.add_argument("--fill", default=None, help="masking fill: zeros, mean, blur")
+                   help="attention target of the paper method: auto, logit, embedding, "
+                        "similarity (default: auto)")
+    p.add_argument("--fill", default=None,
+                   help="what removed pixels become (paper method): zeros, mean, blur "
+                        "(default: zeros)")
     p.add_argument("--detector", default="yunet", choices=["yunet", "dlib"],
-                   help="face and landmark detector for photos (dlib: pip install 'xfr[dlib]')")
+                   help="face and landmark detector for photos (dlib: pip install 'xfr[dlib]'; "
+                        "default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the explanation summary as JSON")
 
 
@@ -64,42 +91,88 @@ def summary(e: Any) -> dict[str, Any]:
     }
 
 
+def report(e: Any) -> list[str]:
+    """The lines ``xfr explain`` prints about one explanation (without the pair and files)."""
+    rel = "<" if e.distance < e.threshold else ">="
+    lines = [f"  decision: {e.decision} (distance {e.distance:.4f} {rel} "
+             f"threshold {e.threshold:.4f})"]
+    for c in e.candidates:
+        mark = "  <- chosen" if c.name == e.strategy else ""
+        if c.score is not None:
+            lines.append(f"  {c.name:5s} score {c.score:9.4f}  RA {c.removed_area:.3f}{mark}")
+        else:
+            lines.append(f"  {c.name:5s} not eligible: {c.reason}")
+    if e.heatmaps is None:
+        why = e.selection_reason or e.notes.get("unsupported") or "the method gave none"
+        lines.append(f"  no heatmap: {why}")
+    elif not e.candidates:  # a perturbation baseline: heatmaps without mask strategies
+        calls = e.notes.get("verifier_calls")
+        passes = f", {calls} model passes" if calls else ""
+        lines.append(f"  heatmaps: probe and gallery ({e.method}{passes})")
+    return lines
+
+
+def explain_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The explainer options of the command line; the paper's flags with a baseline method
+    are refused (they would fail inside the explainer)."""
+    given = {name: getattr(args, name) for _, name in PAPER_FLAGS
+             if getattr(args, name) is not None}
+    if args.method in BASELINES and given:
+        flags = [flag for flag, name in PAPER_FLAGS if name in given]
+        raise OptionTypeError(
+            f"{', '.join(flags)} {'applies' if len(flags) == 1 else 'apply'} to --method paper "
+            f"only, not to --method {args.method}")
+    return given
+
+
+def check_output_folder(out: Path) -> Path:
+    """``out`` if it is a folder or can become one, else :class:`~xfr.errors.OutputError`."""
+    for parent in (out, *out.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(f"-o/--out {out}: {parent} is a file, not a folder")
+            break
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
-    from xfr.api import explain
+    from xfr.api import explain, make_explainer
 
     if args.demo:
         if args.probe or args.gallery:
-            raise ValueError("--demo takes no PROBE/GALLERY arguments")
-        jobs = [(desc, p, g, f"demo_{i + 1}") for i, (desc, p, g) in enumerate(demo_pairs())]
+            raise OptionError("--demo takes no PROBE/GALLERY arguments")
     else:
         if not args.probe or not args.gallery:
-            raise ValueError("give PROBE and GALLERY images, or --demo")
+            raise OptionError("give PROBE and GALLERY images, or --demo")
         for f in (args.probe, args.gallery):
             if not Path(f).exists():
                 raise FileNotFoundError(f"no such image file: {f}")
+    options = explain_options(args)
+    out = check_output_folder(Path(args.out))
+    make_explainer(args.method, dict(options))  # every option checked before any work
+    if args.demo:
+        jobs = [(desc, p, g, f"demo_{i + 1}") for i, (desc, p, g) in enumerate(demo_pairs())]
+    else:
         jobs = [(f"{args.probe} vs. {args.gallery}", args.probe, args.gallery, "explanation")]
-    options = {k: v for k, v in (("generator", args.generator), ("selector", args.selector),
-                                 ("target", args.target), ("fill", args.fill)) if v is not None}
-    out = Path(args.out)
-    for desc, probe, gallery, stem in jobs:
+    # On a terminal, say what is being done (a pair takes seconds, a baseline minutes) and
+    # show the baselines' own progress bars.
+    interactive = sys.stderr.isatty()
+    if interactive and args.method in BASELINES:
+        options["progress"] = True
+    for k, (desc, probe, gallery, stem) in enumerate(jobs, start=1):
+        if interactive:
+            print(f"xfr: explaining pair {k}/{len(jobs)} ({args.method}): {desc} ...",
+                  file=sys.stderr, flush=True)
         e = explain(probe, gallery, verifier=args.verifier, method=args.method,
                     detector=args.detector, **options)
         png, js = e.save(out, stem)
         if args.json:
-            print(json.dumps({"pair": desc, **summary(e), "figure": str(png), "json": str(js)}))
+            print(json.dumps({"pair": desc, **summary(e), "figure": str(png), "json": str(js),
+                              "arrays": str(js.with_suffix(".npz"))}))
         else:
             print(f"pair: {desc}")
-            rel = "<" if e.distance < e.threshold else ">="
-            print(f"  decision: {e.decision} (distance {e.distance:.4f} {rel} "
-                  f"threshold {e.threshold:.4f})")
-            for c in e.candidates:
-                mark = "  <- chosen" if c.name == e.strategy else ""
-                if c.score is not None:
-                    print(f"  {c.name:5s} score {c.score:9.4f}  RA {c.removed_area:.3f}{mark}")
-                else:
-                    print(f"  {c.name:5s} not eligible: {c.reason}")
-            if e.strategy is None:
-                print(f"  no heatmap: {e.selection_reason or e.notes.get('unsupported')}")
-            print(f"  wrote {png} and {js}")
-    sys.stdout.flush()
+            for line in report(e):
+                print(line)
+            print(f"  wrote {png}, {js} and {js.with_suffix('.npz')}")
+        sys.stdout.flush()
     return 0

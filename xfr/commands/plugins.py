@@ -16,11 +16,14 @@ from xfr import registry
 
 EXIT_BROKEN = 1
 
+#: One-line help of the command (``xfr --help``).
+HELP = "list the plugins, what they provide, and the broken ones"
+
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "plugins",
-        help="list the plugins, what they provide, and the broken ones",
+        help=HELP,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -33,6 +36,32 @@ def add_parser(subparsers: Any) -> None:
     )
 
 
+def description(factory: Any) -> str:
+    """The first paragraph of a factory's docstring (a class's or a function's), at most 90
+    characters, or ``""``."""
+    doc = getattr(factory, "__doc__", None) or ""
+    lines = [line.strip() for line in doc.strip().splitlines()]
+    first = " ".join(lines[: lines.index("")] if "" in lines else lines).replace("``", "")
+    first = first.rstrip(".")
+    return first if len(first) <= 90 else first[:87].rsplit(" ", 1)[0] + "..."
+
+
+def missing_modules(factory: Any) -> list[str]:
+    """The modules of the factory's ``requires`` attribute that cannot be imported here
+    (found without importing them)."""
+    import importlib.util
+
+    missing = []
+    for module in getattr(factory, "requires", ()) or ():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # e.g. sys.modules[module] is None
+            found = False
+        if not found:
+            missing.append(module)
+    return missing
+
+
 def collect(reg: registry.Registry, kind: str | None = None) -> dict[str, Any]:
     """What ``xfr plugins`` shows, as plain data."""
     return {
@@ -43,6 +72,9 @@ def collect(reg: registry.Registry, kind: str | None = None) -> dict[str, Any]:
                 "plugin": p.plugin,
                 "package": p.package,
                 "version": p.version,
+                "description": description(p.factory),
+                "missing": missing_modules(p.factory),
+                "install": getattr(p.factory, "install", None),
             }
             for p in reg.providers(kind)
         ],
@@ -52,6 +84,7 @@ def collect(reg: registry.Registry, kind: str | None = None) -> dict[str, Any]:
                 "name": n,
                 "packages": [p.package for p in ps],
                 "plugins": [p.plugin for p in ps],
+                "advice": reg.conflict_advice(k, n, ps),
             }
             for k, n, ps in reg.conflicts(kind)
         ],
@@ -79,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         rows = [["KIND", "NAME", "PACKAGE", "VERSION", "PLUGIN"]]
         for p in data["providers"]:
             mark = " (!)" if (p["kind"], p["name"]) in clashing else ""
+            if p["missing"]:
+                mark += " (missing deps)"
             rows.append(
                 [
                     p["kind"],
@@ -88,7 +123,22 @@ def run(args: argparse.Namespace) -> int:
                     p["plugin"],
                 ]
             )
-        print(_table(rows) if len(rows) > 1 else "no plugins provide anything")
+        if len(rows) == 1:
+            print("no plugins provide anything")
+        else:
+            # Each plugin's row, then its one-line description under its name.
+            table = _table(rows).splitlines()
+            indent = " " * (len(table[0]) - len(table[0].lstrip()) + table[0].index("NAME"))
+            print(table[0])
+            for line, p in zip(table[1:], data["providers"], strict=True):
+                print(line)
+                if p["description"]:
+                    print(f"{indent}  {p['description']}")
+        for p in data["providers"]:
+            if p["missing"]:
+                how = f": {p['install']}" if p["install"] else ""
+                print(f"\n{p['kind']} {p['name']!r} needs {', '.join(p['missing'])}, which "
+                      f"cannot be imported here{how}")
         for c in data["conflicts"]:
             print(
                 f"\n(!) {c['kind']} {c['name']!r} is provided by "
@@ -96,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
                     f"{pk} (plugin {pl})"
                     for pk, pl in zip(c["packages"], c["plugins"], strict=True)
                 )
-                + f": using it fails until one plugin is disabled ({registry.ENV_DISABLE})"
+                + f": using it fails; {c['advice']}"
             )
         if data["broken"]:
             print(f"\nbroken plugins ({len(data['broken'])}):")

@@ -12,9 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+#: One-line help of the command (``xfr --help``).
+HELP = "train a face ViT by distillation (resumable)"
+
 
 def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser("train", help="train a face ViT by distillation (resumable)",
+    p = subparsers.add_parser("train", help=HELP,
                               description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lfw",

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from xfr.errors import InputError
+
 
 @dataclass(frozen=True)
 class Pair:
@@ -50,18 +52,21 @@ def image_path(images: Path, name: str, number: int) -> Path:
 def read_pairs(pairs_file: str | Path, images: str | Path | None = None) -> list[Pair]:
     """Parse LFW View 2 ``pairs.txt`` (header ``folds n``, then per fold n positive, n negative).
 
-    Raises ``ValueError`` with the line number on a malformed line.
+    Blank lines are skipped: a pair's fold is counted from the pairs before it, not from its line
+    number. Raises :class:`~xfr.errors.InputError` (a ``ValueError``) with the line number on a
+    malformed line, and when a fold's pairs are not n positive then n negative lines (a line
+    missing or too many would silently move pairs to the wrong fold).
     """
     pairs_file = Path(pairs_file)
     folder = image_folder(images if images is not None else pairs_file.parent)
-    lines = pairs_file.read_text().splitlines()
+    lines = read_text_lines(pairs_file)
     if not lines:
-        raise ValueError(f"{pairs_file}: empty pair list")
+        raise InputError(f"{pairs_file}: empty pair list")
     head = lines[0].split()
     try:
         n_folds, per_fold = (int(head[0]), int(head[1])) if len(head) == 2 else (1, 0)
     except ValueError:
-        raise ValueError(f"{pairs_file}:1: header must be '<folds> <pairs per fold>'") from None
+        raise InputError(f"{pairs_file}:1: header must be '<folds> <pairs per fold>'") from None
     body = lines[1:] if len(head) == 2 else lines
     out: list[Pair] = []
     for i, line in enumerate(body):
@@ -69,26 +74,50 @@ def read_pairs(pairs_file: str | Path, images: str | Path | None = None) -> list
         parts = line.split()
         if not parts:
             continue
-        fold = (i // (2 * per_fold)) + 1 if per_fold else 0
+        index = len(out)  # pairs so far: blank lines do not count
+        fold = (index // (2 * per_fold)) + 1 if per_fold else 0
         try:
             if len(parts) == 3:
                 name, a, b = parts[0], int(parts[1]), int(parts[2])
-                probe, gallery = image_path(folder, name, a), image_path(folder, name, b)
-                out.append(Pair(probe, gallery, True, fold))
+                pair = Pair(image_path(folder, name, a), image_path(folder, name, b), True, fold)
             elif len(parts) == 4:
                 n1, a, n2, b = parts[0], int(parts[1]), parts[2], int(parts[3])
-                out.append(Pair(image_path(folder, n1, a), image_path(folder, n2, b), False, fold))
+                pair = Pair(image_path(folder, n1, a), image_path(folder, n2, b), False, fold)
             else:
                 raise ValueError
         except ValueError:
-            raise ValueError(
+            raise InputError(
                 f"{pairs_file}:{lineno}: expected 'Name n1 n2' or 'Name1 n1 Name2 n2', got {line!r}"
             ) from None
+        if per_fold and fold <= n_folds:
+            positive = index % (2 * per_fold) < per_fold
+            if pair.same != positive:
+                raise InputError(
+                    f"{pairs_file}:{lineno}: pair {index % (2 * per_fold) + 1} of fold {fold} "
+                    f"should be {'positive' if positive else 'negative'} (each fold: "
+                    f"{per_fold} positive then {per_fold} negative lines); a line is missing "
+                    "or one too many before it")
+        out.append(pair)
     if per_fold and len(out) != n_folds * 2 * per_fold:
-        raise ValueError(
+        raise InputError(
             f"{pairs_file}: header announces {n_folds}x{2 * per_fold} pairs, found {len(out)}"
         )
     return out
+
+
+def read_text_lines(path: str | Path) -> list[str]:
+    """The lines of a text file (UTF-8); :class:`~xfr.errors.InputError` naming the file when
+    it is binary or not UTF-8 (an image or archive given as a pair list)."""
+    path = Path(path)
+    data = path.read_bytes()
+    if b"\x00" in data[:4096]:
+        raise InputError(f"{path}: a binary file, not a text pair list")
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path}: not a UTF-8 text pair list (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start})") from None
 
 
 def identity_of(path: Path) -> str:

@@ -26,7 +26,7 @@ import csv
 import io
 from pathlib import Path
 
-from xfr.data.lfw import Pair, read_pairs
+from xfr.data.lfw import Pair, read_pairs, read_text_lines
 
 FORMATS = ("auto", "lfw", "calfw", "csv")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -52,7 +52,7 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     if path.suffix.lower() in (".csv", ".tsv"):
         return "csv"
-    for line in path.read_text().splitlines():
+    for line in read_text_lines(path):
         parts = line.split()
         if not parts:
             continue
@@ -86,7 +86,7 @@ def read_calfw_pairs(path: str | Path, root: str | Path) -> list[Pair]:
     """CALFW/CPLFW/SLLFW style: ``<file> <label>`` per line, two lines per pair."""
     path, root = Path(path), Path(root)
     entries: list[tuple[int, str, bool]] = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(read_text_lines(path), start=1):
         parts = line.split()
         if not parts:
             continue
@@ -115,7 +115,7 @@ def read_csv_pairs(path: str | Path, root: str | Path) -> list[Pair]:
     """Plain CSV/TSV ``probe, gallery, same[, fold]`` with an optional header row."""
     path, root = Path(path), Path(root)
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    rows = list(csv.reader(io.StringIO(path.read_text()), delimiter=delimiter))
+    rows = list(csv.reader(io.StringIO("\n".join(read_text_lines(path))), delimiter=delimiter))
     columns = {"probe": 0, "gallery": 1, "same": 2, "fold": 3}
     pairs: list[Pair] = []
     first = True

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from xfr.errors import OptionError, OptionTypeError, PluginOutputError
 from xfr.explanation import Candidate, Explanation
 
 DEFAULT_STRATEGIES: dict[str, tuple[str, ...]] = {
@@ -31,6 +32,8 @@ DEFAULT_STRATEGIES: dict[str, tuple[str, ...]] = {
     "negative": ("oim", "um", "nium"),
 }
 FILLS = ("zeros", "mean", "blur")
+DECISIONS = ("positive", "negative")
+GAUSSIAN_CENTRES = ("authors", "opencv")
 
 
 def _faces_uint8(images: torch.Tensor) -> np.ndarray:
@@ -55,7 +58,157 @@ def fill_images(images: torch.Tensor, fill: str) -> torch.Tensor:
         from torchvision.transforms.functional import gaussian_blur
 
         return gaussian_blur(images, kernel_size=[31, 31], sigma=[8.0, 8.0])
-    raise ValueError(f"unknown fill {fill!r}; choose one of {FILLS}")
+    raise OptionError(f"unknown fill {fill!r}; choose one of {FILLS}")
+
+
+def _names(value: Any, what: str) -> tuple[str, ...]:
+    """``"oim,um"`` or ``["oim", "um"]`` -> ``("oim", "um")``, each name registered."""
+    from xfr import registry
+
+    if isinstance(value, str):
+        names = tuple(s.strip() for s in value.split(",") if s.strip())
+    elif isinstance(value, (list, tuple)) and all(isinstance(s, str) for s in value):
+        names = tuple(s.strip() for s in value)
+    else:
+        raise OptionTypeError(f"{what} must be mask strategy names ('oim,um' or a list of "
+                              f"names), got {value!r}")
+    if not names:
+        raise OptionError(f"{what} is empty: give at least one mask strategy")
+    for name in names:
+        registry.get("mask", name)  # UnknownNameError listing the known names
+    return tuple(dict.fromkeys(names))
+
+
+def normalise_strategies(value: Any) -> dict[str, tuple[str, ...]] | None:
+    """The ``strategies`` option as ``{decision: names}`` (``None``: the paper's defaults).
+
+    ``"oim,um"`` or a list applies to both decisions (a strategy that does not explain a
+    decision is listed as not eligible for it); a dict gives them per decision
+    (``{"positive": "oim", "negative": ["oim", "nium"]}``); a missing decision keeps its
+    defaults. Every name must be a registered mask strategy (paper Sec. 3.2-3.3)."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        unknown = sorted(set(map(str, value)) - set(DECISIONS))
+        if unknown:
+            raise OptionError(f"strategies: unknown decision(s) {unknown}; use 'positive' "
+                              "and/or 'negative'")
+        return {d: _names(value[d], f"strategies[{d!r}]") if d in value
+                else DEFAULT_STRATEGIES[d] for d in DECISIONS}
+    names = _names(value, "strategies")
+    return {d: names for d in DECISIONS}
+
+
+def fixed_strategy(selector: str) -> str | None:
+    """The strategy a ``fixed:NAME`` selector spec names (``"fixed"`` alone: ``"oim"``)."""
+    name, _, argument = selector.partition(":")
+    if name.strip() != "fixed":
+        return None
+    return argument.strip() or "oim"
+
+
+def check_options(opts: dict[str, Any]) -> dict[str, Any]:
+    """The paper explainer's options, checked and normalised without any model: unknown
+    plugin names, bad values and wrong types raise :mod:`xfr.errors` exceptions here."""
+    from xfr import kernels, registry
+    from xfr.interfaces.attention import AttentionTarget
+
+    o = dict(opts)
+    for key in ("generator", "selector", "fill", "target", "gaussian_centre"):
+        if not isinstance(o[key], str):
+            raise OptionTypeError(f"{key} must be a string, got {o[key]!r}")
+    registry.get("attention", o["generator"].partition(":")[0].strip())
+    if not isinstance(o["generator_options"], dict):
+        raise OptionTypeError(f"generator_options must be a dict, got {o['generator_options']!r}")
+    targets = AttentionTarget.__args__  # type: ignore[attr-defined]
+    if o["target"] not in targets:
+        raise OptionError(f"unknown target {o['target']!r}; choose one of {targets}")
+    if o["fill"] not in FILLS:
+        raise OptionError(f"unknown fill {o['fill']!r}; choose one of {FILLS}")
+    if o["gaussian_centre"] not in GAUSSIAN_CENTRES:
+        raise OptionError(f"gaussian_centre must be one of {GAUSSIAN_CENTRES}, "
+                          f"got {o['gaussian_centre']!r}")
+    registry.create("selector", o["selector"])  # unknown selector or bad argument: now
+    fixed = fixed_strategy(o["selector"])
+    if fixed is not None:
+        registry.get("mask", fixed)
+    o["strategies"] = normalise_strategies(o["strategies"])
+    try:
+        kernels._size2(o["dilate_size"], "dilate_size")
+        kernels._sigma(o["sigma"])
+        size = kernels._int(o["gaussian_size"], "gaussian_size")
+        batch = kernels._int(o["batch_size"], "batch_size")
+    except TypeError as exc:
+        raise OptionTypeError(str(exc)) from None
+    except ValueError as exc:
+        raise OptionError(str(exc)) from None
+    if size < 1 or batch < 1:
+        raise OptionError(f"gaussian_size and batch_size must be >= 1, got {size} and {batch}")
+    return o
+
+
+def _fault(kind: str, name: str, what: str) -> PluginOutputError:
+    """The error for a plugin's output that breaks its contract, naming the plugin."""
+    from xfr import registry
+
+    return PluginOutputError(f"{registry.describe(kind, name)}: {what}")
+
+
+def _as_numpy(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return value
+
+
+def check_strategy(strategy: Any, name: str) -> Any:
+    """A built mask strategy with ``combine``, ``heatmap`` and ``decisions`` (a subset of
+    positive/negative), else :class:`~xfr.errors.PluginOutputError` naming the plugin."""
+    for method in ("combine", "heatmap"):
+        if not callable(getattr(strategy, method, None)):
+            raise _fault("mask", name, f"the built object has no {method}() method "
+                         "(docs/hooks.md, xfr_mask_strategies)")
+    decisions = getattr(strategy, "decisions", None)
+    if (isinstance(decisions, str) or not isinstance(decisions, (set, frozenset, list, tuple))
+            or not set(decisions) <= set(DECISIONS)):
+        raise _fault("mask", name, f"decisions must be a set of 'positive'/'negative', got "
+                     f"{decisions!r}")
+    return strategy
+
+
+def check_mask(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """``combine``'s output as a bool array of ``shape``: bool, or numbers that are all 0 or 1;
+    NaN, other values or another shape raise :class:`~xfr.errors.PluginOutputError`."""
+    a = _as_numpy(value)
+    if not isinstance(a, np.ndarray):
+        raise _fault("mask", name, f"combine returned {type(a).__name__}, expected an array")
+    if a.shape != shape:
+        raise _fault("mask", name, f"combine returned shape {a.shape}, expected {shape}")
+    if a.dtype == np.bool_:
+        return a
+    if not np.issubdtype(a.dtype, np.number):
+        raise _fault("mask", name, f"combine returned dtype {a.dtype}, expected bool")
+    if not np.isfinite(a).all():
+        raise _fault("mask", name, "combine returned NaN or infinite values (a mask must be "
+                     "True/False; NaN would remove the whole face)")
+    if not np.isin(a, (0, 1)).all():
+        raise _fault("mask", name, f"combine returned values other than 0/1 "
+                     f"({float(a.min()):g}..{float(a.max()):g}), expected a bool mask")
+    return a.astype(bool)
+
+
+def check_heatmap(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """``heatmap``'s output as float32 of ``shape``, finite, else
+    :class:`~xfr.errors.PluginOutputError`."""
+    a = _as_numpy(value)
+    if not isinstance(a, np.ndarray) or not (np.issubdtype(a.dtype, np.number)
+                                             or a.dtype == np.bool_):
+        raise _fault("mask", name, f"heatmap returned {type(a).__name__}, expected a float "
+                     "array")
+    if a.shape != shape:
+        raise _fault("mask", name, f"heatmap returned shape {a.shape}, expected {shape}")
+    if not np.isfinite(a).all():
+        raise _fault("mask", name, "heatmap returned NaN or infinite values")
+    return np.ascontiguousarray(a, dtype=np.float32)
 
 
 class PaperExplainer:
@@ -85,19 +238,32 @@ class PaperExplainer:
     def _set(self, options: dict[str, Any]) -> None:
         unknown = set(options) - set(self.options)
         if unknown:
-            raise ValueError(f"unknown option(s) of the paper explainer: {sorted(unknown)}; "
-                             f"known: {sorted(self.options)}")
-        self.options.update(options)
+            raise OptionError(f"unknown option(s) of the paper explainer: {sorted(unknown)}; "
+                              f"known: {sorted(self.options)}")
+        self.options = check_options({**self.options, **options})
 
     def _strategies(self, opts: dict[str, Any], decision: str) -> tuple[str, ...]:
         chosen = opts["strategies"]
-        if chosen is None:
-            return DEFAULT_STRATEGIES[decision]
-        if isinstance(chosen, dict):
-            return tuple(chosen.get(decision, DEFAULT_STRATEGIES[decision]))
-        if isinstance(chosen, str):
-            return tuple(s.strip() for s in chosen.split(",") if s.strip())
-        return tuple(chosen)
+        names = DEFAULT_STRATEGIES[decision] if chosen is None else chosen[decision]
+        # ``fixed:NAME`` makes NAME a candidate (docs/hooks.md): a third-party strategy is
+        # selected by naming it.
+        fixed = fixed_strategy(opts["selector"])
+        if fixed is not None and fixed not in names:
+            names = (*names, fixed)
+        return names
+
+    def check_verifier(self, verifier: Any) -> None:
+        """:class:`~xfr.errors.OptionTypeError` unless ``verifier`` is a ViT verifier."""
+        if not hasattr(verifier, "backbone"):
+            raise OptionTypeError(
+                f"the paper explainer needs a ViT verifier (attention maps); "
+                f"{getattr(verifier, 'name', type(verifier).__name__)!r} is a black box: "
+                "use a perturbation method (minplus, avg, rise, lime)")
+        threshold = getattr(verifier, "threshold", None)
+        if (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                or not np.isfinite(float(threshold))):
+            raise OptionError(f"the verifier's threshold must be a finite number, got "
+                              f"{threshold!r}")
 
     def explain_pairs(self, verifier: Any, probes: torch.Tensor, galleries: torch.Tensor,
                       **options: Any) -> list[Explanation]:
@@ -106,18 +272,13 @@ class PaperExplainer:
         opts = dict(self.options)
         unknown = set(options) - set(opts)
         if unknown:
-            raise ValueError(f"unknown option(s) of the paper explainer: {sorted(unknown)}; "
-                             f"known: {sorted(opts)}")
-        opts.update(options)
-        if opts["fill"] not in FILLS:
-            raise ValueError(f"unknown fill {opts['fill']!r}; choose one of {FILLS}")
+            raise OptionError(f"unknown option(s) of the paper explainer: {sorted(unknown)}; "
+                              f"known: {sorted(opts)}")
+        if options:
+            opts = check_options({**opts, **options})
         probes, galleries = _check_pair_batch(probes, galleries)
         n = probes.shape[0]
-        if not hasattr(verifier, "backbone"):
-            raise TypeError(
-                f"the paper explainer needs a ViT verifier (attention maps); "
-                f"{getattr(verifier, 'name', type(verifier).__name__)!r} is a black box: "
-                "use a perturbation method (minplus, avg, rise, lime)")
+        self.check_verifier(verifier)
 
         clock = _StageClock()
         # 1. decision
@@ -139,10 +300,13 @@ class PaperExplainer:
             has_head = verifier.class_logits(e_p[:1]) is not None
             target_used = "logit" if has_head else "embedding"
         maps_t = generator(verifier, faces, target=opts["target"], reference=reference)
-        maps = np.ascontiguousarray(maps_t.detach().cpu().numpy(), dtype=np.float32)
+        maps = np.ascontiguousarray(_as_numpy(maps_t), dtype=np.float32)
+        gen_name = opts["generator"].partition(":")[0].strip()
         if maps.shape != (2 * n, *faces.shape[-2:]):
-            raise ValueError(f"generator {opts['generator']!r} returned maps of shape "
-                             f"{maps.shape}, expected {(2 * n, *faces.shape[-2:])}")
+            raise _fault("attention", gen_name, f"returned maps of shape {maps.shape}, "
+                         f"expected {(2 * n, *faces.shape[-2:])}")
+        if not np.isfinite(maps).all():
+            raise _fault("attention", gen_name, "returned NaN or infinite values")
         clock.lap("attention")
         # 3. Otsu masks
         _, otsu = kernels.otsu(maps)
@@ -151,10 +315,10 @@ class PaperExplainer:
         clock.lap("otsu")
 
         # 4. candidate masks, for every strategy any pair needs
-        names = sorted({s for dec in decisions for s in self._strategies(opts, dec)},
-                       key=lambda s: (DEFAULT_STRATEGIES["negative"] + (s,)).index(s))
-        strategies = {s: registry.create("mask", s) for s in names}
-        cand_masks = {s: np.asarray(strategies[s].combine(mask_p, mask_g), dtype=bool)
+        names = list(dict.fromkeys(s for dec in DECISIONS if dec in decisions
+                                   for s in self._strategies(opts, dec)))
+        strategies = {s: check_strategy(registry.create("mask", s), s) for s in names}
+        cand_masks = {s: check_mask(strategies[s].combine(mask_p, mask_g), s, mask_p.shape)
                       for s in names}
         # 5. masked faces of all candidates through the verifier, in one call
         fill = fill_images(faces, opts["fill"])
@@ -186,13 +350,20 @@ class PaperExplainer:
                     eligible=applies,
                     reason=None if applies else f"{s} does not explain {decision} decisions"))
             selection = selector.select(decision, float(d[i]), candidates)
+            if selection.strategy is not None and selection.strategy not in {
+                    c.name for c in candidates}:
+                raise _fault("selector", opts["selector"].partition(":")[0].strip(),
+                             f"chose {selection.strategy!r}, which is not among the candidates "
+                             f"({', '.join(c.name for c in candidates)})")
             clock.lap("select")
             heatmaps = None
             if selection.strategy is not None:
-                raw = strategies[selection.strategy].heatmap(map_p[i], map_g[i], mask_p[i],
-                                                             mask_g[i])
+                raw = check_heatmap(
+                    strategies[selection.strategy].heatmap(map_p[i], map_g[i], mask_p[i],
+                                                           mask_g[i]),
+                    selection.strategy, map_p[i].shape)
                 smooth = kernels.smooth_heatmap(
-                    np.ascontiguousarray(raw, dtype=np.float32), dilate_size=opts["dilate_size"],
+                    raw, dilate_size=opts["dilate_size"],
                     gaussian_size=opts["gaussian_size"], sigma=opts["sigma"],
                     centre=opts["gaussian_centre"])
                 smooth = np.asarray(smooth, dtype=np.float32)

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from xfr.errors import OptionError, OptionTypeError
 from xfr.explanation import Explanation
 from xfr.interfaces.verifier import Verifier
 
@@ -308,7 +309,7 @@ class PerturbationExplainer:
     def _resolve(self, base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(overrides) - set(base))
         if unknown:
-            raise TypeError(
+            raise OptionTypeError(
                 f"{self.name}: unknown option(s) {', '.join(map(repr, unknown))}; "
                 f"options: {', '.join(sorted(base))}"
             )
@@ -326,6 +327,10 @@ class PerturbationExplainer:
 
     def _check_options(self, o: dict[str, Any]) -> None:  # pragma: no cover - overridden
         """Raise ``ValueError`` for a bad method-specific value."""
+
+    def check_verifier(self, verifier: Any) -> None:
+        """What :func:`check_verifier` says, before any image is prepared (``xfr.api``)."""
+        check_verifier(verifier)
 
     def options_for(self, **options: Any) -> dict[str, Any]:
         """The options one call would use (constructor options, then ``options``)."""
@@ -431,7 +436,7 @@ class PerturbationExplainer:
 
 def _int_at_least(method: str, key: str, value: Any, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{method}: {key} must be an integer >= {low}, got {value!r}")
+        raise OptionError(f"{method}: {key} must be an integer >= {low}, got {value!r}")
     return int(value)
 
 
@@ -444,7 +449,7 @@ def _number_in(
         ok = math.isfinite(v) and (v > low if open_low else v >= low) and v <= high
     if not ok:
         bracket = "(" if open_low else "["
-        raise ValueError(
+        raise OptionError(
             f"{method}: {key} must be a number in {bracket}{low:g}, {high:g}], got {value!r}"
         )
     return float(value)

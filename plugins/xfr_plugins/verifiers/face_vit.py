@@ -14,6 +14,7 @@ generator and LRP rule written for timm ViTs applies to it unchanged.
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -25,6 +26,7 @@ from timm.layers import Attention
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from xfr.errors import ModelError, OptionError
 from xfr_plugins.verifiers.patch_embeddings import PATCH_EMBEDDINGS
 
 CONFIG_FILE = "config.json"
@@ -79,6 +81,7 @@ class FaceViTConfig:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
+        check_threshold(self.threshold)
         if self.patch not in PATCH_EMBEDDINGS:
             known = sorted(PATCH_EMBEDDINGS)
             raise ValueError(f"unknown patch embedding {self.patch!r}; known: {known}")
@@ -97,7 +100,38 @@ class FaceViTConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown face-vit config keys: {sorted(unknown)}")
-        return cls(**d)
+        cfg = cls(**d)
+        for name, f in cls.__dataclass_fields__.items():
+            if name == "threshold":
+                continue  # validate() says what a threshold must be
+            want = {"int": numbers.Integral, "float": numbers.Real, "str": str,
+                    "bool": bool}.get(str(f.type))
+            value = getattr(cfg, name)
+            if want is not None and (not isinstance(value, want)
+                                     or (want is not bool and isinstance(value, bool))):
+                raise ValueError(f"{name} must be {str(f.type)}, got {value!r}")
+        return cfg
+
+
+#: The squared L2 distance of two L2-normalised embeddings lies in [0, 4].
+DISTANCE_RANGE = (0.0, 4.0)
+
+
+def check_threshold(value: Any, where: str = "threshold") -> float:
+    """``value`` as a float if it is a usable decision threshold on the squared L2 distance of
+    normalised embeddings (strictly between 0 and 4, paper Sec. 3.1: decision = distance <
+    threshold), else :class:`~xfr.errors.OptionError` (a ``ValueError``): NaN, a negative or a
+    too large threshold would give every pair the same decision."""
+    lo, hi = DISTANCE_RANGE
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise OptionError(f"{where} must be a number, got {value!r}")
+    v = float(value)
+    if not (lo < v < hi):
+        raise OptionError(
+            f"{where} must be a number between {lo:g} and {hi:g} (exclusive; the squared L2 "
+            f"distance of normalised embeddings lies in [{lo:g}, {hi:g}]), got {value!r}: "
+            "every pair would get the same decision")
+    return v
 
 
 def build_backbone(cfg: FaceViTConfig) -> VisionTransformer:
@@ -274,22 +308,70 @@ class FaceViTVerifier:
             return cls(FaceViTConfig.from_dict(options), device=device)
         folder = Path(source)
         cfg_path = folder / CONFIG_FILE
-        if not cfg_path.exists():
+        if not cfg_path.is_file():
             raise FileNotFoundError(f"not an xfr model folder (no {CONFIG_FILE}): {folder}")
-        doc = json.loads(cfg_path.read_text())
-        arch = dict(doc.get("architecture", {}))
-        arch.update(options)
-        cfg = FaceViTConfig.from_dict(arch)
-        model = FaceViTModel(cfg)
-        from safetensors.torch import load_file
+        from xfr.api import read_model_config
 
-        state = load_file(str(folder / WEIGHTS_FILE))
+        doc = read_model_config(folder)
+        arch = doc.get("architecture", {})
+        if not isinstance(arch, dict):
+            raise ModelError(f"{cfg_path}: 'architecture' must be an object, got {arch!r}")
+        arch = {**arch, **options}
+        try:
+            cfg = FaceViTConfig.from_dict(arch)
+            cfg.validate()
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"{cfg_path}: {exc}") from None
+        model = FaceViTModel(cfg)
+        weights = folder / WEIGHTS_FILE
+        state = read_safetensors(weights)
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        problems = state_dict_mismatch(expected, {k: tuple(v.shape) for k, v in state.items()})
+        if problems:
+            raise ModelError(f"{weights} does not fit {cfg_path}: {problems}")
         model.load_state_dict(state)
         return cls(cfg, model, device=device)
 
     def num_parameters(self, include_head: bool = False) -> int:
         params = self.model.backbone.parameters() if not include_head else self.model.parameters()
         return sum(p.numel() for p in params)
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file; :class:`~xfr.errors.ModelError` naming the file
+    when it is missing, damaged or not a safetensors file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise ModelError(f"model weights missing: {path}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: damaged or not a safetensors file ({reason})") from None
+
+
+def state_dict_mismatch(expected: dict[str, tuple[int, ...]],
+                        found: dict[str, tuple[int, ...]], limit: int = 3) -> str:
+    """What keeps ``found`` (name -> shape) from loading into ``expected``, in one line (at
+    most ``limit`` names per kind of problem), or ``""``."""
+    def some(names: list[str]) -> str:
+        more = f" and {len(names) - limit} more" if len(names) > limit else ""
+        return ", ".join(names[:limit]) + more
+
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = [f"{k} {found[k]} (the architecture needs {expected[k]})"
+              for k in sorted(set(expected) & set(found)) if expected[k] != found[k]]
+    parts = []
+    if shapes:
+        parts.append(f"{len(shapes)} tensor(s) of another shape: {some(shapes)}")
+    if missing:
+        parts.append(f"{len(missing)} tensor(s) missing: {some(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected tensor(s): {some(unexpected)}")
+    return "; ".join(parts)
 
 
 def count_tokens(cfg: FaceViTConfig) -> int:
@@ -304,7 +386,10 @@ __all__ = [
     "FaceViTVerifier",
     "ScaledAttention",
     "build_backbone",
+    "check_threshold",
     "count_tokens",
     "normalised_embeddings",
+    "read_safetensors",
     "squared_l2",
+    "state_dict_mismatch",
 ]

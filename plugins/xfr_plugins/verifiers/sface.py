@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xfr_plugins.verifiers.face_vit import _check_images, squared_l2
+from xfr_plugins.verifiers.face_vit import _check_images, check_threshold, squared_l2
 
 SFACE_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
 
@@ -43,7 +43,7 @@ class SFaceVerifier:
         self._net = cv2.dnn.readNetFromONNX(self._path)
         self._lock = threading.Lock()  # an OpenCV Net is not thread-safe
         #: Squared-L2 threshold; 1.0 ~ cosine 0.5. Tune with the 10-fold protocol.
-        self.threshold = float(threshold)
+        self.threshold = check_threshold(threshold)
         self.flip = flip
         self.batch_size = batch_size
 

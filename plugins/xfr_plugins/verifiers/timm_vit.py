@@ -24,7 +24,13 @@ from typing import Any
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from xfr_plugins.verifiers.face_vit import _check_images, normalised_embeddings, squared_l2
+from xfr.errors import ModelError
+from xfr_plugins.verifiers.face_vit import (
+    _check_images,
+    check_threshold,
+    normalised_embeddings,
+    squared_l2,
+)
 
 __all__ = ["TimmViTVerifier", "load_state_dict_file"]
 
@@ -39,11 +45,16 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"no such weights file: {path}")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from xfr_plugins.verifiers.face_vit import read_safetensors
 
-        state: Any = load_file(str(path))
+        state: Any = read_safetensors(path)
     else:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # damaged zip, truncated pickle, objects other than tensors
+            raise ModelError(
+                f"{path}: damaged or not a PyTorch state dict ({_torch_load_reason(exc)}); xfr "
+                "reads state dicts saved with torch.save(model.state_dict(), path)") from None
     if isinstance(state, Mapping):
         for key in ("state_dict", "model"):
             inner = state.get(key)
@@ -53,10 +64,24 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, Mapping) or not all(
         isinstance(v, torch.Tensor) for v in state.values()
     ):
-        raise ValueError(f"{path} does not hold a state dict of tensors")
+        raise ModelError(f"{path} does not hold a state dict of tensors")
     return {
         (k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()
     }
+
+
+def _torch_load_reason(exc: BaseException) -> str:
+    """``torch.load``'s failure in a few words, without its advice to load with
+    ``weights_only=False`` (which would run code from the file)."""
+    text = str(exc)
+    if "Unsupported global" in text or "This file can still be loaded" in text:
+        return "it holds Python objects other than tensors, which xfr does not unpickle"
+    if "Weights only load failed" in text or isinstance(exc, (EOFError, UnicodeDecodeError)):
+        return "not a PyTorch file, or a truncated one"
+    if "PytorchStreamReader" in text or isinstance(exc, OSError):
+        return "a damaged or truncated PyTorch zip file"
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    return first.split(". ")[0]
 
 
 def _triple(value: Any, what: str) -> tuple[float, float, float]:
@@ -105,7 +130,7 @@ class TimmViTVerifier:
         if device is not None:
             self.model.to(device)
         self.model.eval()
-        self.threshold = float(threshold)
+        self.threshold = check_threshold(threshold)
         self.flip = bool(flip)
         self.use_head = bool(use_head)
         self.input_size = img_size[0]

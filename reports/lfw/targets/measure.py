@@ -60,7 +60,7 @@ def float_noise(verifier, faces, refs):
             m32 = gen(verifier, faces, target=t, reference=ref32).numpy()
             ref64 = refs.double() if t == "similarity" else None
             m64 = gen(v64, faces.double(), target=t, reference=ref64).numpy()
-            rho = [float(spearmanr(a.ravel(), b.ravel())[0]) for a, b in zip(m32, m64)]
+            rho = [float(spearmanr(a.ravel(), b.ravel())[0]) for a, b in zip(m32, m64, strict=True)]
             key = f"{g}/{t}" + (" (model's float32)" if precision == "model" else "")
             out[key] = {"min": min(rho), "mean": float(np.mean(rho))}
             print(key, out[key], flush=True)
