@@ -15,7 +15,7 @@ import pytest
 
 from xfr.cli import main
 from xfr.evaluation.deletion import auc, curve_distances
-from xfr.evaluation.references import REFERENCES, pair_seed, reference_maps
+from xfr.evaluation.references import CENTER_BLOB_SIGMA, REFERENCES, pair_seed, reference_maps
 from xfr.evaluation.results import per_pair_curves
 from xfr.evaluation.runner import (
     EvalSettings,
@@ -218,7 +218,8 @@ def test_labels_name_the_selector_and_every_non_default_paper_option(lfw6, defau
     for label in r["labels"]:
         assert any(x.startswith(f"{label}: ") for x in lines), label
     assert "selector=fixed:oim" in next(x for x in lines if x.startswith("paper-rollout-oim: "))
-    assert "sigma 22 px" in next(x for x in lines if x.startswith("center-blob: "))
+    assert f"sigma {CENTER_BLOB_SIGMA:g} px" in next(x for x in lines
+                                                     if x.startswith("center-blob: "))
     assert set(r["curves"]["all"]["deletion"]["positive"]) == {
         "paper-rollout-oim", "attention-rollout", *REFERENCES}
     out = tmp_path / "metric"
