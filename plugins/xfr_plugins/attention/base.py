@@ -104,18 +104,21 @@ class AttentionMapGenerator(ABC):
         n = images.shape[0]
         ref = check_reference(target, reference, n)
         grid = tuple(int(g) for g in verifier.grid_size)
-        if self.precision == "float64":
-            verifier = float64_twin(verifier)
-            backbone = verifier.backbone
         out: list[torch.Tensor] = []
-        # Runs outside any caller's inference_mode (inference tensors cannot enter autograd).
-        with torch.inference_mode(False), patch_embed_in_eval(backbone):
-            for start in range(0, n, self.batch_size):
-                chunk = move_to_model(verifier, images[start:start + self.batch_size]).clone()
-                chunk_ref = None
-                if ref is not None:
-                    chunk_ref = ref[start:start + self.batch_size].to(chunk.device).clone()
-                scores = self.patch_scores(verifier, chunk, target, chunk_ref)
-                out.append(scores.detach())
+        # Runs outside any caller's inference_mode (inference tensors cannot enter autograd;
+        # the float64 copy is made here too, so that its weights are ordinary tensors).
+        with torch.inference_mode(False):
+            if self.precision == "float64":
+                verifier = float64_twin(verifier)
+                backbone = verifier.backbone
+            with patch_embed_in_eval(backbone):
+                for start in range(0, n, self.batch_size):
+                    stop = start + self.batch_size
+                    chunk = move_to_model(verifier, images[start:stop]).clone()
+                    chunk_ref = None
+                    if ref is not None:
+                        chunk_ref = ref[start:stop].to(chunk.device).clone()
+                    scores = self.patch_scores(verifier, chunk, target, chunk_ref)
+                    out.append(scores.detach())
         scores = torch.cat(out).to(images.device)
         return to_image_maps(scores, (grid[0], grid[1]), (images.shape[-2], images.shape[-1]))
