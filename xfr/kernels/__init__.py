@@ -1,7 +1,7 @@
 """The heatmap kernels of the paper: Otsu masks, mask combination, dilation, Gaussian smoothing.
 
 These are the image operations of the paper's Sec. 3.2-3.3 as its authors' code runs them
-(REFERENCE.md, "The paper authors' own implementation"): Otsu on ``uint8(255 x map)``, the mask
+(docs/method.md): Otsu on ``uint8(255 x map)``, the mask
 strategies OIM / UM / N-IUM, and the "smooth" chain (min-max -> 8x8 elliptical dilation ->
 Gaussian of size 56, sigma 56 / 8.5 -> min-max) applied to each final heatmap.
 
@@ -257,7 +257,7 @@ def _torch_impl() -> ModuleType:
 
 
 def otsu(maps: ArrayT) -> tuple[ArrayT, ArrayT]:
-    """Otsu threshold and mask of each map (paper Sec. 3.2; REFERENCE.md: "Otsu on
+    """Otsu threshold and mask of each map (paper Sec. 3.2; docs/method.md, "Otsu masks": "Otsu on
     uint8(255 x map), binary {0,1} mask").
 
     ``maps`` must lie in [0, 1] (``ValueError`` otherwise). Each map becomes 8-bit levels
@@ -298,7 +298,7 @@ def combine(a: ArrayT, b: ArrayT, op: SetOperation) -> ArrayT:
 def strategy_heatmap(
     map_p: ArrayT, map_g: ArrayT, mask_p: ArrayT, mask_g: ArrayT, strategy: StrategyName
 ) -> ArrayT:
-    """Heatmap values of a mask strategy (REFERENCE.md, "Mask combination"), with
+    """Heatmap values of a mask strategy (docs/method.md, "Mask strategies"), with
     B1 = ``mask_p``, B2 = ``mask_g`` the Otsu masks and A1 = ``map_p``, A2 = ``map_g`` the maps:
 
     - ``"oim"``: (B1 A1 + B2 A2) / 2 inside B1 AND B2,
@@ -322,8 +322,8 @@ def strategy_heatmap(
 def dilate(
     maps: ArrayT, size: int | tuple[int, int] = (8, 8), shape: ElementShape = "ellipse"
 ) -> ArrayT:
-    """Grayscale dilation (REFERENCE.md: "grayscale dilation with an 8x8 ELLIPTICAL
-    structuring element").
+    """Grayscale dilation with an elliptical structuring element, 8x8 in the paper's chain
+    (docs/method.md, "Smoothing").
 
     Equal to ``cv2.dilate(map, cv2.getStructuringElement(shape, size))`` with OpenCV's default
     anchor (``(width // 2, height // 2)``, which for even sizes lies right of / below the

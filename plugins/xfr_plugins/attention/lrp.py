@@ -45,7 +45,7 @@ __all__ = [
     "safe_divide",
 ]
 
-#: The guard of every division (REFERENCE.md: "Divisions guarded by 1e-9").
+#: The guard of every division (docs/method.md, "LRP rules").
 EPS = 1e-9
 
 

@@ -1,5 +1,5 @@
-"""From token scores to image-sized attention maps (REFERENCE.md: "Maps: 14x14, bilinear
-upsampling to 112x112, min-max normalised").
+"""From token scores to image-sized attention maps: 14x14 scores, bilinear upsampling to
+112x112, min-max normalised (docs/method.md, "Attention generators").
 """
 
 from __future__ import annotations

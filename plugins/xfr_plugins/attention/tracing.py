@@ -12,7 +12,7 @@ token embedding with training-mode layers, e.g. BatchNorm, runs in eval mode for
 of the call and is switched back in ``finally``).
 
 Inference semantics throughout: dropout, attention dropout, drop-path and patch dropout are
-identities, whatever the module's mode (REFERENCE.md, Chefer et al.: dropout passes relevance
+identities, whatever the module's mode (docs/method.md, "LRP rules": dropout passes relevance
 unchanged).
 """
 

@@ -1,5 +1,5 @@
 """ViT-LRP: Chefer, Gur & Wolf's transformer attribution (CVPR 2021), as the paper's authors ran
-it (paper Sec. 3.1 and Tab. 1; REFERENCE.md, "The paper authors' own implementation").
+it (paper Sec. 3.1 and Tab. 1; docs/method.md, "ViT-LRP and No-Grad ViT-LRP").
 
 For each block ``b``, with ``A_b`` its attention probabilities ``(H, T, T)``, ``grad A_b`` the
 gradient of the target score with respect to them and ``R_b`` their LRP relevance
