@@ -1,4 +1,5 @@
-"""Relevance from block 0's input tokens down to the pixels (Chefer et al.; docs/method.md, "LRP rules").
+"""Relevance from block 0's input tokens down to the pixels (Chefer et al.; docs/method.md,
+"LRP rules").
 
 Block 0's input is ``norm_pre(cat(prefix, patches) + pos)``: the position embedding takes its
 share of relevance by the residual rule, the CLS (and register) tokens theirs, and the patch
