@@ -163,3 +163,44 @@ def test_paper_smoothing_uses_the_authors_kernel() -> None:
     # the torch twin agrees
     twin = kernels.smooth_heatmap(torch.from_numpy(raw), centre="authors").numpy()
     np.testing.assert_allclose(twin, ours, atol=1e-5)
+
+
+class _LinearHeadFaceViT(torch.nn.Module):
+    """The authors' view of a face ViT: the backbone and the class centres as a linear head."""
+
+    def __init__(self, verifier) -> None:
+        super().__init__()
+        vit = verifier.backbone
+        self.patch_embed, self._pos_embed = vit.patch_embed, vit._pos_embed
+        self.norm_pre, self.blocks, self.norm = vit.norm_pre, vit.blocks, vit.norm
+        self.head = torch.nn.Linear(verifier.model.head.weight.shape[1],
+                                    verifier.model.head.weight.shape[0], bias=False).double()
+        with torch.no_grad():
+            self.head.weight.copy_(verifier.model.head.weight)
+
+
+@pytest.mark.parametrize("name", ["nograd-lrp", "vit-lrp"])
+def test_face_vit_with_its_centres_read_as_a_linear_head_reproduces_the_authors(name) -> None:
+    """A Face-Transformer-layout ViT (P8S8, attention scale dim ** -0.5, no qkv bias) whose
+    CosFace centres are read as the authors read their identity head (``head_logit="linear"``)
+    gives the authors' maps. The CosFace logit (the default) is another target for ViT-LRP;
+    No-Grad ViT-LRP shares the read-out's relevance in proportion to ``f_i c_i`` either way."""
+    from xfr_plugins.verifiers.face_vit import FaceViTVerifier
+
+    torch.manual_seed(1)
+    v = FaceViTVerifier.load(None, dim=48, depth=3, heads=3, mlp_dim=96, num_classes=7,
+                             head_logit="linear")
+    v.model.double()
+    with torch.no_grad():
+        v.model.head.weight.normal_(0, 0.5)
+    images = _images()
+    pixels = v.preprocess(images)
+    ref = torch.stack([authors_maps(_LinearHeadFaceViT(v), pixels[i : i + 1], 0.5,
+                                    REFERENCE_METHOD[name]).detach()
+                       for i in range(images.shape[0])])
+    ours = _ours(v, name, images)
+    for a, b in zip(ours, ref, strict=True):
+        assert float((a - b).abs().max() / b.abs().max()) <= 1e-6
+    if name == "vit-lrp":  # the gradient of s cos(f, c) is not that of W f
+        v.config.head_logit = "cosine"
+        assert not torch.allclose(_ours(v, name, images), ref, rtol=1e-3)

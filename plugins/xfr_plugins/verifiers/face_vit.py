@@ -72,6 +72,11 @@ class FaceViTConfig:
     num_classes: int = 0
     cosface_s: float = 64.0
     cosface_m: float = 0.35
+    #: What ``class_logits`` returns (the ``logit`` target of the attention maps):
+    #: ``"cosine"`` (``s cos(f, c)``, the CosFace head as trained) or ``"linear"`` (``W f``: the
+    #: class centres read as a plain linear head, as the paper's authors' explanation code
+    #: reads its identity head; docs/method.md, "Targets").
+    head_logit: str = "cosine"
     #: Decision threshold on the squared L2 distance of normalised embeddings (0..4).
     threshold: float = 1.0
     #: Embed image + horizontal flip (REFERENCE.md's evaluation); the paper's threshold is
@@ -89,6 +94,8 @@ class FaceViTConfig:
             raise ValueError("attention_scale must be 'dim' or 'head_dim'")
         if self.input_norm not in ("raw", "centered"):
             raise ValueError("input_norm must be 'raw' or 'centered'")
+        if self.head_logit not in ("cosine", "linear"):
+            raise ValueError(f"head_logit must be 'cosine' or 'linear', got {self.head_logit!r}")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
         if self.image_size % 8:
@@ -271,7 +278,11 @@ class FaceViTVerifier:
 
     def class_logits(self, features: torch.Tensor) -> torch.Tensor | None:
         head = self.model.head
-        return None if head is None else head.s * head.cosine(features)
+        if head is None:
+            return None
+        if self.config.head_logit == "linear":
+            return F.linear(features, head.weight)
+        return head.s * head.cosine(features)
 
     def embed(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """L2-normalised embeddings ``(N, D)``; image + flip when ``flip`` is set."""
