@@ -142,3 +142,19 @@ def test_unknown_option_and_black_box_verifier_are_named():
     sface = registry.create("verifier", "sface")
     with pytest.raises(TypeError, match="black box"):
         registry.create("explainer", "paper").explain_pairs(sface, x, x)
+
+
+def test_the_figure_caption_says_same_or_different_person_names_the_inputs_and_has_a_legend(
+    lfw_faces, tmp_path
+):
+    from xfr.figure import LEGEND, caption
+
+    e = xfr.explain(*lfw_faces[:2])
+    text = caption(e)
+    assert ("same person" in text) == (e.decision == "positive")
+    assert ("different person" in text) == (e.decision == "negative")
+    assert LEGEND in text and "RA = removed area" in text
+    e.notes["inputs"] = {"probe": "/photos/alice_1.jpg", "gallery": "/photos/alice_2.jpg"}
+    assert caption(e).splitlines()[0] == "alice_1.jpg vs alice_2.jpg"
+    png, _ = e.save(tmp_path, "pair")
+    assert png.stat().st_size > 0

@@ -1,9 +1,10 @@
 """The PNG figure of an :class:`~xfr.explanation.Explanation` (``Explanation.save``).
 
 Rows: probe, gallery. Columns: the aligned face, its attention map, its Otsu mask with the
-chosen strategy's mask outlined, and the final heatmap overlaid on the face's luminance. A
-caption gives the decision, distance, threshold, the chosen strategy and every candidate's
-score (or why it was not eligible).
+chosen strategy's mask outlined, and the final heatmap overlaid on the face's luminance, with a
+colour bar. A caption gives the input file names, the decision in words ("same person" /
+"different person"), distance, threshold, the chosen strategy and every candidate's score (or
+why it was not eligible), and a legend of its terms.
 """
 
 from __future__ import annotations
@@ -19,11 +20,31 @@ if TYPE_CHECKING:
     from xfr.explanation import Explanation
 
 
+#: The legend of the caption's terms (paper Sec. 3.2-3.3, eq. 1-2).
+LEGEND = ("* = the chosen strategy; RA = removed area (fraction of the image removed from both "
+          "faces); score = SM+ (eq. 1, positive) or SM- (eq. 2, negative)")
+
+
+def _verdict(e: Explanation) -> str:
+    return "same person" if e.decision == "positive" else "different person"
+
+
+def _input_names(e: Explanation) -> str | None:
+    inputs = e.notes.get("inputs") if isinstance(e.notes, dict) else None
+    if not isinstance(inputs, dict):
+        return None
+    names = [Path(str(inputs[k])).name for k in ("probe", "gallery") if k in inputs]
+    return " vs ".join(names) if names else None
+
+
 def caption(e: Explanation) -> str:
     rel = "<" if e.distance < e.threshold else ">="
-    head = (f"{e.method}: {e.decision.upper()} decision  "
-            f"(distance {e.distance:.4f} {rel} threshold {e.threshold:.4f})")
+    head = (f"{e.method}: {_verdict(e)} ({e.decision} decision; "
+            f"distance {e.distance:.4f} {rel} threshold {e.threshold:.4f})")
     lines = [head]
+    names = _input_names(e)
+    if names:
+        lines.insert(0, names)
     if e.candidates:
         parts = []
         for c in e.candidates:
@@ -37,6 +58,8 @@ def caption(e: Explanation) -> str:
         lines.append(e.selection_reason)
     if e.heatmaps is None and "unsupported" in e.notes:
         lines.append(str(e.notes["unsupported"]))
+    if e.candidates:
+        lines.append(LEGEND)
     return "\n".join(lines)
 
 
@@ -88,7 +111,15 @@ def render_figure(e: Explanation, path: str | Path, dpi: int = 110) -> Path:
             if row == 0:
                 ax.set_title(what, fontsize=8)
     fig.suptitle(caption(e), fontsize=7)
-    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.02, top=0.84, wspace=0.06, hspace=0.06)
+    fig.subplots_adjust(left=0.05, right=0.92, bottom=0.02, top=0.82, wspace=0.06, hspace=0.06)
+    if e.heatmaps is not None or e.attention_maps is not None:
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
+        bar = fig.add_axes((0.935, 0.1, 0.015, 0.65))
+        colours = ScalarMappable(norm=Normalize(0, 1), cmap="jet")
+        fig.colorbar(colours, cax=bar).set_label("importance (0 = least, 1 = most)", fontsize=7)
+        bar.tick_params(labelsize=6)
     out = Path(path)
     fig.savefig(out, format="png")
     return out
