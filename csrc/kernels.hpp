@@ -1,4 +1,4 @@
-// xfr kernels: the heatmap chain of the paper (Sec. 3.3 and REFERENCE.md "Mask combination"),
+// xfr kernels: the heatmap chain of the paper (Sec. 3.3; docs/method.md, "Mask strategies"),
 // batched over [N, H, W] images, C++17, free of Python. The pybind11 module (bindings.cpp)
 // wraps these functions as xfr._kernels; xfr.kernels is the typed, validating facade.
 //

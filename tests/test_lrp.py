@@ -13,6 +13,7 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from authors_reference import guarded_divide, relprop_add, relprop_linear
 from xfr_plugins.attention.input_relevance import conv_relevance, input_relevance
 from xfr_plugins.attention.lrp import (
     add_relevance,
@@ -36,27 +37,10 @@ torch.set_num_threads(1)
 GUARD = {"rtol": 1e-5, "atol": 1e-9}
 
 
-# --- Chefer et al.'s relprop, re-stated with autograd (gradprop) as in their layers_ours.py --
-def _chefer_safe_divide(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    den = b.clamp(min=1e-9) + b.clamp(max=1e-9)
-    den = den + den.eq(0).type(den.type()) * 1e-9
-    return a / den * b.ne(0).type(b.type())
-
-
-def _chefer_linear(x: torch.Tensor, w: torch.Tensor, r: torch.Tensor, alpha: float) -> torch.Tensor:
-    beta = alpha - 1
-    pw, nw = w.clamp(min=0), w.clamp(max=0)
-    px = x.clamp(min=0).detach().requires_grad_(True)
-    nx = x.clamp(max=0).detach().requires_grad_(True)
-
-    def f(w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
-        z1, z2 = F.linear(px, w1), F.linear(nx, w2)
-        s = _chefer_safe_divide(r, z1 + z2)
-        c1 = px * torch.autograd.grad(z1, px, s)[0]
-        c2 = nx * torch.autograd.grad(z2, nx, s)[0]
-        return c1 + c2
-
-    return (alpha * f(pw, nw) - beta * f(nw, pw)).detach()
+# --- Chefer et al.'s relprop, re-stated with autograd (gradprop) as in their layers_ours.py:
+# the shared re-statement of tests/authors_reference.py
+_chefer_safe_divide = guarded_divide
+_chefer_linear = relprop_linear
 
 
 def _chefer_matmul(a: torch.Tensor, b: torch.Tensor, r: torch.Tensor):
@@ -68,14 +52,7 @@ def _chefer_matmul(a: torch.Tensor, b: torch.Tensor, r: torch.Tensor):
     return (a * ga).detach() / 2, (b * gb).detach() / 2
 
 
-def _chefer_add(a: torch.Tensor, b: torch.Tensor, r: torch.Tensor):
-    z = a + b
-    s = _chefer_safe_divide(r, z)
-    ra, rb = a * s, b * s
-    sa, sb = ra.sum(), rb.sum()
-    fa = _chefer_safe_divide(sa.abs(), sa.abs() + sb.abs()) * r.sum()
-    fb = _chefer_safe_divide(sb.abs(), sa.abs() + sb.abs()) * r.sum()
-    return ra * _chefer_safe_divide(fa, ra.sum()), rb * _chefer_safe_divide(fb, rb.sum())
+_chefer_add = relprop_add
 
 
 @pytest.mark.parametrize("alpha", [1.0, 0.5, 2.0])

@@ -22,22 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
-def _csv_list(text: str) -> tuple[str, ...]:
-    items = tuple(x.strip() for x in text.split(",") if x.strip())
-    if not items:
-        raise argparse.ArgumentTypeError("expected a comma-separated list")
-    return items
-
-
-def _folds(text: str) -> set[int]:
-    try:
-        folds = {int(x) for x in text.split(",") if x.strip()}
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"folds must be integers like 9,10: {text!r}") from None
-    if not folds or min(folds) < 1:
-        raise argparse.ArgumentTypeError(f"folds are 1-based integers like 9,10, got {text!r}")
-    return folds
+from xfr.commands.arguments import csv_list as _csv_list
+from xfr.commands.arguments import folds as _folds
 
 
 def command_line(args: argparse.Namespace) -> str:

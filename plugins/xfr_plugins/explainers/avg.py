@@ -1,7 +1,7 @@
 """AVG (Mery & Morris, "On Black-Box Explanation for Face Verification", WACV 2022; [MM22]).
 
 A perturbation baseline of the paper (Sec. 2). The saliency map is the average of the
-*removal* map and the *aggregation* map (REFERENCE.md, "Perturbation baselines"): the Minus
+*removal* map and the *aggregation* map (as the paper's authors ran it, Sec. 4): the Minus
 and Plus procedures of :mod:`xfr_plugins.explainers.minplus` (same holes, grid, rounds, stop
 rule, score, and the same negative-decision extension), and the map of each is the score change
 at the position chosen in each round (``H1``). So

@@ -295,10 +295,10 @@ class PaperExplainer:
         generator = registry.create("attention", opts["generator"], **opts["generator_options"])
         # the other face's embedding is the reference of the "similarity" target
         reference = torch.cat([e_g, e_p]) if opts["target"] == "similarity" else None
-        target_used = opts["target"]
-        if target_used == "auto":  # docs/method.md, "Targets"
-            has_head = verifier.class_logits(e_p[:1]) is not None
-            target_used = "logit" if has_head else "embedding"
+        # what "auto" resolves to on this verifier, as the generators resolve it
+        from xfr_plugins.attention.targets import resolve_target
+
+        target_used = resolve_target(verifier, e_p[:1], opts["target"])
         maps_t = generator(verifier, faces, target=opts["target"], reference=reference)
         maps = np.ascontiguousarray(_as_numpy(maps_t), dtype=np.float32)
         gen_name = opts["generator"].partition(":")[0].strip()
