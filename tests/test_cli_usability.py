@@ -46,7 +46,8 @@ def test_xfr_help_lists_every_command_without_importing_torch() -> None:
     ("explain", "--method", "paper"),
     ("explain", "--detector", "yunet"),
     ("evaluate", "--batch-size", "32"),
-    ("train", "--threads", "2"),
+    ("train", "--calibration-folds", "7,8"),
+    ("train", "--grayscale", "0.2"),
 ])
 def test_help_texts_show_the_defaults(
     command: str, flag: str, default: str, capsys: pytest.CaptureFixture[str]

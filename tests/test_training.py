@@ -16,6 +16,10 @@ ARCH = dict(patch="conv", dim=32, depth=2, heads=2, mlp_dim=64, dropout=0.1,
             attention_scale="head_dim", input_norm="centered")
 
 
+#: Training views without any augmentation but the mirror image.
+PLAIN_VIEWS = dict(shift=0, jitter=0.0, rotate=0.0, scale=0.0, grayscale=0.0, blur=0.0, jpeg=0.0)
+
+
 def synthetic_set(identities: int = 4, per_identity: int = 8, seed: int = 0) -> TrainData:
     """Each identity: a fixed random face pattern plus noise; its teacher embedding a fixed
     random unit vector (the student must learn pattern -> vector)."""
@@ -44,7 +48,7 @@ def test_training_loss_falls_on_a_tiny_synthetic_set(tmp_path):
     data = synthetic_set()
     cfg = TrainConfig(out=str(tmp_path), epochs=15, batch_size=16, lr=3e-3, warmup_steps=3,
                       threads=1, eval_every_steps=10**9, log_every_steps=5, cosface_weight=0.5,
-                      shift=0, jitter=0.0)  # the synthetic faces are pixel noise: shifts erase them
+                      **PLAIN_VIEWS)  # the synthetic faces are pixel noise: views erase them
     log = train(v.model, data, cfg, progress=False)
     lines = (tmp_path / "log.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
@@ -94,11 +98,47 @@ def test_augment_flips_exactly_the_selected_images_and_keeps_range():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(4, 3, 112, 112) * 255
     flip = torch.tensor([True, False, True, False])
-    out = augment(x, flip, shift=0, jitter=0.0, gen=g)
+    still = TrainConfig(out="", **PLAIN_VIEWS)
+    out = augment(x, flip, still, gen=g)
     torch.testing.assert_close(out[0], x[0].flip(-1))
     torch.testing.assert_close(out[1], x[1])
-    shifted = augment(x, flip, shift=4, jitter=0.2, gen=g)
-    assert shifted.shape == x.shape and shifted.min() >= 0 and shifted.max() <= 255
+    every = TrainConfig(out="", shift=4, jitter=0.2, rotate=10, scale=0.1, grayscale=0.5,
+                        blur=0.5, jpeg=0.5)
+    moved = augment(x, flip, every, gen=g)
+    assert moved.shape == x.shape and moved.min() >= 0 and moved.max() <= 255
+
+
+@pytest.fixture(scope="module")
+def lfw_crop(lfw_root) -> np.ndarray:
+    """One real aligned face (112x112 RGB uint8)."""
+    from xfr.align import align
+    from xfr.data.lfw import image_folder
+
+    return align(image_folder(lfw_root) / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg")
+
+
+def test_each_augmentation_changes_the_view_in_its_own_way(lfw_crop):
+    """Grayscale makes the three channels equal, blur lowers the high frequencies, JPEG
+    changes the pixels without moving the face, the affine part moves it."""
+    x = torch.from_numpy(lfw_crop).permute(2, 0, 1)[None].float().repeat(8, 1, 1, 1)
+    flip = torch.zeros(8, dtype=torch.bool)
+    g = torch.Generator().manual_seed(1)
+    gray = augment(x, flip, TrainConfig(out="", **{**PLAIN_VIEWS, 'grayscale': 1.0}), g)
+    torch.testing.assert_close(gray[:, 0], gray[:, 1])
+    torch.testing.assert_close(gray[:, 1], gray[:, 2])
+    assert (x[:, 0] - x[:, 1]).abs().mean() > 5  # the crop itself is in colour
+
+    def roughness(v: torch.Tensor) -> float:
+        return float((v[..., 1:] - v[..., :-1]).abs().mean())
+
+    blurred = augment(x, flip, TrainConfig(out="", **{**PLAIN_VIEWS, 'blur': 1.0}), g)
+    assert roughness(blurred) < 0.8 * roughness(x)
+    jpeg = augment(x, flip, TrainConfig(out="", **{**PLAIN_VIEWS, 'jpeg': 1.0}), g)
+    change = (jpeg - x).abs().mean()
+    assert 0.3 < change < 10
+    moved = augment(x, flip, TrainConfig(out="", **{**PLAIN_VIEWS, 'rotate': 10, 'scale': 0.1}), g)
+    assert (moved - x).abs().mean() > change  # geometry moves more than compression
+    assert len({tuple(m.flatten()[:500].tolist()) for m in moved}) == 8  # one draw per view
 
 
 def test_mismatched_training_arrays_are_rejected():
@@ -189,3 +229,43 @@ def test_warm_start_refuses_weights_of_another_width_with_a_value_error(tmp_path
     saved_model(tmp_path / "m", dim=32, heads=2)  # same parameter names, other shapes
     with pytest.raises(ValueError, match="does not fit this architecture: .* shapes differ"):
         warm_start(student().model, tmp_path / "m", [9, 10])
+
+
+def _provenance(calibration, excluded, folds=(9, 10), stage_excluded=None):
+    prov = {"evaluation": {"folds": list(folds), "calibration_folds": list(calibration)},
+            "training_data": {"lfw_excluded_folds": list(excluded)}}
+    if stage_excluded is not None:
+        prov["initialised_from"] = {"training_data": {"lfw_excluded_folds": stage_excluded}}
+    return prov
+
+
+def test_calibration_folds_are_accepted_only_when_never_trained_on_nor_reported():
+    from xfr.training.finalize import calibration_folds
+
+    assert calibration_folds(_provenance([7, 8], [7, 8, 9, 10])) == [7, 8]
+    with pytest.raises(ValueError, match="no calibration folds"):
+        calibration_folds(_provenance([], [9, 10]))
+    with pytest.raises(ValueError, match="did not hold out calibration folds \\[7, 8\\]"):
+        calibration_folds(_provenance([7, 8], [9, 10]))  # the old model: trained on 1-8
+    with pytest.raises(ValueError, match="stage 1 did not hold out calibration folds \\[8\\]"):
+        calibration_folds(_provenance([7, 8], [7, 8, 9, 10], stage_excluded=[7, 9, 10]))
+    with pytest.raises(ValueError, match="both evaluation and calibration"):
+        calibration_folds(_provenance([9], [9, 10]))
+
+
+def test_the_lfw_split_holds_out_the_calibration_people_too(lfw_root):
+    """Training files of the default split: no person of folds 7-10; calibration and
+    evaluation pairs are people apart."""
+    from xfr.data.lfw import fold_identities, image_folder, read_pairs
+    from xfr.training.face_set import list_face_files
+    from xfr.training.recipe import CALIBRATION_FOLDS, EVAL_FOLDS, check_disjoint
+
+    pairs = read_pairs(lfw_root / "pairs.txt")
+    held_out = fold_identities(pairs, set(EVAL_FOLDS) | set(CALIBRATION_FOLDS))
+    files = list_face_files(image_folder(lfw_root), identities=True, exclude_identities=held_out)
+    calib = [p for p in pairs if p.fold in CALIBRATION_FOLDS]
+    check_disjoint([str(f) for _, f in files], calib)
+    with pytest.raises(ValueError, match="evaluation identities"):
+        check_disjoint([str(calib[0].probe)], calib)
+    assert not fold_identities(pairs, set(CALIBRATION_FOLDS)) & fold_identities(
+        pairs, set(EVAL_FOLDS))

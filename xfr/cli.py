@@ -82,7 +82,7 @@ def requested_command(argv: Sequence[str]) -> str | None:
 
 
 #: Commands that run a model: they get ``--device`` and ``--threads``.
-MODEL_COMMANDS = ("explain", "evaluate", "sanity")
+MODEL_COMMANDS = ("explain", "evaluate", "sanity", "train")
 
 
 def command_help(module: ModuleType) -> str:

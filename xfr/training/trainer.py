@@ -45,7 +45,14 @@ class TrainConfig:
     eval_every_steps: int = 500
     log_every_steps: int = 50
     shift: int = 4  # random translation in pixels
-    jitter: float = 0.2  # brightness/contrast jitter amplitude
+    jitter: float = 0.2  # brightness/contrast (and half as much saturation/gain) amplitude
+    rotate: float = 10.0  # random rotation in degrees
+    scale: float = 0.1  # random scale amplitude (1 +- scale)
+    grayscale: float = 0.2  # share of training views turned to grayscale
+    blur: float = 0.15  # share of training views blurred
+    jpeg: float = 0.15  # share of training views re-compressed as JPEG
+    device: str = "cpu"  # where the student trains: cpu, cuda, cuda:N
+    precision: str = "fp32"  # "bf16": the forward pass under bfloat16 autocast (weights fp32)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -72,24 +79,93 @@ def centred_teacher(teacher: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return t / np.maximum(np.linalg.norm(t, axis=-1, keepdims=True), 1e-9), mean
 
 
-def augment(x: torch.Tensor, flip: torch.Tensor, shift: int, jitter: float,
-            gen: torch.Generator) -> torch.Tensor:
-    """Flip where ``flip``, random translation up to ``shift`` px, brightness/contrast jitter."""
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+def to_grayscale(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R BT.601 luma of ``(N, 3, H, W)`` RGB images, repeated on the three channels (what a
+    grayscale photo becomes when a colour model reads it)."""
+    luma = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    return luma.expand(-1, 3, -1, -1).contiguous()
+
+
+def _affine(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Random rotation (+-``cfg.rotate`` degrees), scale (1 +- ``cfg.scale``) and shift
+    (+-``cfg.shift`` px) about the crop centre, bilinear, borders repeated."""
+    n, _, h, w = x.shape
+    u = lambda: 2 * torch.rand(n, generator=gen) - 1  # noqa: E731 - one uniform draw in -1..1
+    angle = torch.deg2rad(cfg.rotate * u())
+    zoom = 1 + cfg.scale * u()
+    tx, ty = 2 * cfg.shift * u() / w, 2 * cfg.shift * u() / h
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos, -sin, tx], -1), torch.stack([sin, cos, ty], -1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _colour(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Brightness and contrast (+-``cfg.jitter``), saturation and per-channel gain
+    (+-``cfg.jitter / 2``: other white balances and cameras)."""
     n = x.shape[0]
-    if shift:
-        pad = F.pad(x, (shift,) * 4)
-        dx = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
-        dy = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
-        rows = (dy[:, None] + torch.arange(x.shape[2])[None]).clamp_max(pad.shape[2] - 1)
-        cols = (dx[:, None] + torch.arange(x.shape[3])[None]).clamp_max(pad.shape[3] - 1)
-        x = pad[torch.arange(n)[:, None, None, None], torch.arange(3)[None, :, None, None],
-                rows[:, None, :, None], cols[:, None, None, :]]
-    if jitter:
-        b = 1 + jitter * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
-        c = 1 + jitter * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = ((x - mean) * c + mean * b).clamp(0, 255)
+    u = lambda *shape: 2 * torch.rand(n, *shape, generator=gen) - 1  # noqa: E731
+    grey = to_grayscale(x)
+    x = grey + (x - grey) * (1 + cfg.jitter * u(1, 1, 1))  # saturation
+    x = x * (1 + 0.5 * cfg.jitter * u(3, 1, 1))  # channel gains
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - mean) * (1 + cfg.jitter * u(1, 1, 1)) + mean * (1 + cfg.jitter * u(1, 1, 1)))
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of standard deviation ``sigma`` px (separable, 2 sigma radius)."""
+    r = max(1, int(2 * sigma + 0.5))
+    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    c = x.shape[1]
+    rows, cols = k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), rows, groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), cols, groups=c)
+
+
+def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
+    """JPEG re-compression at ``quality`` (OpenCV's libjpeg), image by image."""
+    import cv2
+
+    images = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    out = []
+    for im in images:  # OpenCV's channel order is BGR: its luma must see the right channels
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(im[..., ::-1]),
+                               [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise RuntimeError("OpenCV could not encode a training view as JPEG")
+        out.append(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float()
+
+
+def augment(x: torch.Tensor, flip: torch.Tensor, cfg: TrainConfig,
+            gen: torch.Generator) -> torch.Tensor:
+    """The training views of ``(N, 3, 112, 112)`` 0..255 crops (docs/training.md).
+
+    Mirror where ``flip``; rotation, scale and shift; colour (brightness, contrast, saturation,
+    channel gains); then, each on its own random share of the batch, grayscale
+    (``cfg.grayscale``), Gaussian blur (``cfg.blur``, sigma 0.5..1.5 px) and JPEG
+    re-compression (``cfg.jpeg``, quality 30..90). The teacher's target stays the clean
+    image's embedding, so the student learns to ignore what these change.
+    """
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    if cfg.rotate or cfg.scale or cfg.shift:
+        x = _affine(x, cfg, gen)
+    if cfg.jitter:
+        x = _colour(x, cfg, gen)
+    x = x.clamp(0, 255)
+    def blur(v: torch.Tensor) -> torch.Tensor:
+        return _blur(v, 0.5 + float(torch.rand((), generator=gen)))
+
+    def jpeg(v: torch.Tensor) -> torch.Tensor:
+        return _jpeg(v, int(torch.randint(30, 91, (), generator=gen)))
+
+    for share, change in ((cfg.grayscale, to_grayscale), (cfg.blur, blur), (cfg.jpeg, jpeg)):
+        pick = torch.rand(x.shape[0], generator=gen) < share
+        if share and pick.any():
+            x = x.clone()
+            x[pick] = change(x[pick])
     return x
 
 
@@ -111,7 +187,11 @@ def train(model: torch.nn.Module, data: TrainData, cfg: TrainConfig,
     """
     from tqdm import tqdm
 
+    if cfg.precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be fp32 or bf16, got {cfg.precision!r}")
     torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    model.to(device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_file = out / "checkpoint.pt"
@@ -130,8 +210,8 @@ def train(model: torch.nn.Module, data: TrainData, cfg: TrainConfig,
     step, order = 0, rng.permutation(n)
     history: list[dict[str, Any]] = []
     if ckpt_file.exists():
-        ck = torch.load(ckpt_file, weights_only=False)
-        model.load_state_dict(ck["model"])
+        ck = torch.load(ckpt_file, weights_only=False, map_location=device)
+        model.load_state_dict(ck["model"])  # onto the model's device
         opt.load_state_dict(ck["optimizer"])
         step, order = ck["step"], ck["order"]
         gen.set_state(ck["torch_rng"])
@@ -164,17 +244,20 @@ def train(model: torch.nn.Module, data: TrainData, cfg: TrainConfig,
         idx = np.sort(order[pos : pos + cfg.batch_size])
         x = torch.from_numpy(np.ascontiguousarray(data.crops[idx])).permute(0, 3, 1, 2).float()
         flip = torch.rand(len(idx), generator=gen) < 0.5
-        x = augment(x, flip, cfg.shift, cfg.jitter, gen)
-        t = teacher_t[torch.from_numpy(idx), flip.long()]
+        x = augment(x, flip, cfg, gen)
+        t = teacher_t[torch.from_numpy(idx), flip.long()].to(device)
+        x = x.to(device)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, total, cfg)
-        s = model(x)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            s = model(x)
+        s = s.float()
         sn = F.normalize(s, dim=-1)
         loss_cos = (1 - (sn * t).sum(-1)).mean()
         loss_rel = (sn @ sn.T - t @ t.T).pow(2).mean()
         loss = loss_cos + cfg.relational_weight * loss_rel
         loss_face = torch.zeros(())
-        y = labels_t[torch.from_numpy(idx)]
+        y = labels_t[torch.from_numpy(idx)].to(device)
         if head is not None and cfg.cosface_weight and (y >= 0).any():
             keep = y >= 0
             loss_face = F.cross_entropy(head(s[keep], y[keep]), y[keep])
