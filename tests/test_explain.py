@@ -158,3 +158,27 @@ def test_the_figure_caption_says_same_or_different_person_names_the_inputs_and_h
     assert caption(e).splitlines()[0] == "alice_1.jpg vs alice_2.jpg"
     png, _ = e.save(tmp_path, "pair")
     assert png.stat().st_size > 0
+
+
+def test_the_figure_shows_each_photo_with_the_face_box_it_was_aligned_from(lfw_root, tmp_path):
+    """Photos (not crops) record where their face was found; the figure draws the photo and
+    that box beside the aligned crop, and leaves the column out when there is no photo."""
+    from PIL import Image
+
+    from xfr.data.lfw import image_folder
+
+    folder = image_folder(lfw_root)
+    probe = folder / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg"
+    gallery = folder / "Aaron_Peirsol" / "Aaron_Peirsol_0002.jpg"
+    e = xfr.explain(probe, gallery)
+    for side in ("probe", "gallery"):
+        box = e.notes["faces"][side]
+        assert (box["image_width"], box["image_height"]) == (250, 250)
+        centre = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        assert abs(centre[0] - 125) < 40 and abs(centre[1] - 125) < 40  # deep-funneled: centred
+        assert 50 < box["width"] < 200 and box["faces_found"] >= 1
+    with_photo, _ = e.save(tmp_path, "photo")
+    e.notes["faces"] = {"probe": None, "gallery": None}  # as for aligned crops
+    without, _ = e.save(tmp_path, "crop")
+    wide, narrow = Image.open(with_photo).size[0], Image.open(without).size[0]
+    assert wide > narrow  # one more column: the photo with its box

@@ -16,6 +16,7 @@ import os
 import threading
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -383,6 +384,23 @@ _crop_notice_lock = threading.Lock()
 _crop_notice_given = False
 
 
+@dataclass(frozen=True)
+class FaceBox:
+    """Where the aligned face was found in its photo: box (pixels, top-left origin), the
+    photo's size and how many faces the detector saw there."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    image_width: int
+    image_height: int
+    faces_found: int = 1
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
 def _crop_notice(image: Any) -> None:
     """Say once per process that 112x112 inputs are taken as aligned crops."""
     global _crop_notice_given
@@ -403,27 +421,35 @@ def align(image: Any, *, multiple: str = "largest", detector: str = "yunet") -> 
     is 112x112 passes through untouched (an :class:`~xfr.errors.InputWarning` says so, once
     per process). Raises :class:`NoFaceError` when no face is found.
     """
+    return align_with_box(image, multiple=multiple, detector=detector)[0]
+
+
+def align_with_box(image: Any, *, multiple: str = "largest",
+                   detector: str = "yunet") -> tuple[np.ndarray, FaceBox | None]:
+    """:func:`align`, and where the face was found: its box in the photo (``None`` for a
+    112x112 input taken as an aligned crop)."""
     if multiple not in ("largest", "error"):
         raise OptionError(f"multiple must be 'largest' or 'error', got {multiple!r}")
     check_detector(detector)
     rgb = load_image(image)
     if rgb.shape[:2] == (CROP_SIZE, CROP_SIZE):
         _crop_notice(image)
-        return rgb
+        return rgb, None
     faces = detect(rgb, detector)
     if len(faces) == 0:
         name = f" in {image}" if isinstance(image, (str, os.PathLike)) else ""
         raise NoFaceError(f"no face found{name}")
     best = faces[np.argmax(faces[:, 2] * faces[:, 3])]
+    box = FaceBox(*(int(round(float(v))) for v in best[:4]), image_width=rgb.shape[1],
+                  image_height=rgb.shape[0], faces_found=len(faces))
     if len(faces) > 1:
         where = f"{image}: " if isinstance(image, (str, os.PathLike)) else ""
         if multiple == "error":
             raise NoFaceError(f"{where}{len(faces)} faces found; expected one")
-        x, y, w, h = (int(round(float(v))) for v in best[:4])
         warnings.warn(
-            f"{where}{len(faces)} faces found; using the largest, {w}x{h} px at "
-            f"x={x}, y={y}", InputWarning, stacklevel=2)
-    return warp_to_template(rgb, _refine(rgb, best, detector))
+            f"{where}{len(faces)} faces found; using the largest, {box.width}x{box.height} px at "
+            f"x={box.x}, y={box.y}", InputWarning, stacklevel=2)
+    return warp_to_template(rgb, _refine(rgb, best, detector)), box
 
 
 def align_many(images: Sequence[Any], *, multiple: str = "largest",

@@ -235,14 +235,20 @@ def to_tensor(crops: np.ndarray) -> Any:
 def prepare(images: Sequence[Any], size: int = 112, detector: str = "yunet") -> np.ndarray:
     """Aligned ``(N, size, size, 3)`` uint8 crops of ``images`` (paths, arrays, tensors);
     ``detector`` finds the face and its landmarks: ``"yunet"`` or ``"dlib"``."""
-    from xfr.align import align
+    return prepare_with_boxes(images, size, detector)[0]
 
-    crops = [align(im, detector=detector) for im in images]
-    for im, c in zip(images, crops, strict=True):
+
+def prepare_with_boxes(images: Sequence[Any], size: int = 112, detector: str = "yunet"
+                       ) -> tuple[np.ndarray, list[dict[str, int] | None]]:
+    """:func:`prepare`, and each face's box in its photo (``None`` for an aligned crop)."""
+    from xfr.align import align_with_box
+
+    found = [align_with_box(im, detector=detector) for im in images]
+    for im, (c, _) in zip(images, found, strict=True):
         if c.shape[:2] != (size, size):
             raise OptionError(
                 f"aligned crop of {im!r} is {c.shape[:2]}, the verifier needs {size}")
-    return np.stack(crops)
+    return np.stack([c for c, _ in found]), [b.to_dict() if b else None for _, b in found]
 
 
 def positive_int(name: str, value: Any) -> int:
@@ -308,9 +314,10 @@ def explain_pairs(pairs: Iterable[tuple[Any, Any]], verifier: str | Any = "defau
     if not pairs:
         return []
 
-    def crops(chunk: list[tuple[Any, Any]]) -> tuple[Any, Any]:
-        return (to_tensor(prepare([p for p, _ in chunk], 112, detector)),
-                to_tensor(prepare([g for _, g in chunk], 112, detector)))
+    def crops(chunk: list[tuple[Any, Any]]) -> tuple[Any, Any, list[Any], list[Any]]:
+        probes, probe_boxes = prepare_with_boxes([p for p, _ in chunk], 112, detector)
+        galleries, gallery_boxes = prepare_with_boxes([g for _, g in chunk], 112, detector)
+        return to_tensor(probes), to_tensor(galleries), probe_boxes, gallery_boxes
 
     # The first batch is read and aligned before the model loads: a bad image fails fast.
     first = crops(pairs[:pairs_per_batch])
@@ -324,11 +331,12 @@ def explain_pairs(pairs: Iterable[tuple[Any, Any]], verifier: str | Any = "defau
     with tqdm(total=len(pairs), disable=not progress, desc=f"explaining ({method})") as bar:
         for s in range(0, len(pairs), pairs_per_batch):
             chunk = pairs[s : s + pairs_per_batch]
-            probes, galleries = first if s == 0 else crops(chunk)
+            probes, galleries, probe_boxes, gallery_boxes = first if s == 0 else crops(chunk)
             done = explainer.explain_pairs(v, probes, galleries)
-            for e, (p, g) in zip(done, chunk, strict=True):
+            for e, (p, g), pb, gb in zip(done, chunk, probe_boxes, gallery_boxes, strict=True):
                 e.notes.setdefault("inputs", {"probe": describe_input(p),
                                               "gallery": describe_input(g)})
+                e.notes.setdefault("faces", {"probe": pb, "gallery": gb})
                 e.notes.setdefault("model", model_info(v))
             out += done
             bar.update(len(chunk))

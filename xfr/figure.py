@@ -1,6 +1,8 @@
 """The PNG figure of an :class:`~xfr.explanation.Explanation` (``Explanation.save``).
 
-Rows: probe, gallery. Columns: the aligned face, its attention map, its Otsu mask with the
+Rows: probe, gallery. Columns: the photo with the detected face box (when the explanation
+names a photo file that is still there and the face was found in it), the aligned face, its
+attention map, its Otsu mask with the
 chosen strategy's mask outlined, and the final heatmap overlaid on the face's luminance, with a
 colour bar. A caption gives the input file names, the decision in words ("same person" /
 "different person"), distance, threshold, the chosen strategy and every candidate's score (or
@@ -10,7 +12,7 @@ why it was not eligible), and a legend of its terms.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +37,29 @@ def _input_names(e: Explanation) -> str | None:
         return None
     names = [Path(str(inputs[k])).name for k in ("probe", "gallery") if k in inputs]
     return " vs ".join(names) if names else None
+
+
+def _photos(e: Explanation) -> list[tuple[np.ndarray, dict[str, int]] | None]:
+    """Per row (probe, gallery): the original photo and the face box it was aligned from, or
+    ``None`` when the input was an aligned crop or an array, or its file is gone."""
+    notes = e.notes if isinstance(e.notes, dict) else {}
+    inputs, faces = notes.get("inputs"), notes.get("faces")
+    if not isinstance(inputs, dict) or not isinstance(faces, dict):
+        return [None, None]
+    from xfr.align import load_image
+    from xfr.errors import InputError
+
+    out: list[tuple[np.ndarray, dict[str, int]] | None] = []
+    for side in ("probe", "gallery"):
+        box, path = faces.get(side), inputs.get(side)
+        if not isinstance(box, dict) or not isinstance(path, str) or not Path(path).is_file():
+            out.append(None)
+            continue
+        try:
+            out.append((load_image(path), box))
+        except InputError:  # replaced by something unreadable since the explanation
+            out.append(None)
+    return out
 
 
 def caption(e: Explanation) -> str:
@@ -72,7 +97,9 @@ def render_figure(e: Explanation, path: str | Path, dpi: int = 110) -> Path:
 
     if e.faces is None:
         raise ValueError("the explanation has no faces to draw (Explanation.faces is None)")
-    cols = ["face"]
+    photos = _photos(e)
+    cols = ["photo (face box)"] if any(photos) else []
+    cols.append("aligned face")
     if e.attention_maps is not None:
         cols.append("attention map")
     if e.masks is not None:
@@ -92,9 +119,12 @@ def render_figure(e: Explanation, path: str | Path, dpi: int = 110) -> Path:
             ax = axes[row][col]
             ax.set_xticks([])
             ax.set_yticks([])
-            if what == "face":
-                ax.imshow(face)
+            if col == 0:
                 ax.set_ylabel(label)
+            if what.startswith("photo"):
+                _draw_photo(ax, photos[row])
+            elif what == "aligned face":
+                ax.imshow(face)
             elif what == "attention map":
                 ax.imshow(e.attention_maps[row], cmap="jet", vmin=0, vmax=1)  # type: ignore[index]
             elif what.startswith("Otsu"):
@@ -123,6 +153,20 @@ def render_figure(e: Explanation, path: str | Path, dpi: int = 110) -> Path:
     out = Path(path)
     fig.savefig(out, format="png")
     return out
+
+
+def _draw_photo(ax: Any, photo: tuple[np.ndarray, dict[str, int]] | None) -> None:
+    """The original photo with the detected face's box, or a note why there is none."""
+    if photo is None:
+        ax.text(0.5, 0.5, "aligned crop\n(no photo)", ha="center", va="center", fontsize=7,
+                transform=ax.transAxes)
+        return
+    from matplotlib.patches import Rectangle
+
+    image, box = photo
+    ax.imshow(image)
+    ax.add_patch(Rectangle((box["x"], box["y"]), box["width"], box["height"], fill=False,
+                           edgecolor="lime", linewidth=1.5))
 
 
 def heatmap_png(e: Explanation) -> list[np.ndarray]:
