@@ -165,3 +165,31 @@ def test_the_multi_face_warning_is_one_line_naming_the_image_and_the_face(
     assert re.fullmatch(rf"xfr: warning: {re.escape(str(group))}: 2 faces found; using the "
                         r"largest, \d+x\d+ px at x=\d+, y=\d+", warning[0])
     assert err[-1].startswith("xfr: error: no xfr model folder")
+
+
+def test_progress_on_a_pipe_is_one_plain_line_per_pair_on_stderr(
+    crops: tuple[str, str], tmp_path: Path
+) -> None:
+    """Not on a terminal (a log file, CI): the command still says what it does, as plain
+    lines on stderr, without progress-bar redraws; stdout keeps only the results."""
+    run = subprocess.run([sys.executable, "-m", "xfr", "explain", *crops, "-o", str(tmp_path),
+                          "--json"], capture_output=True, text=True, timeout=600,
+                         cwd=NEUTRAL_CWD)
+    assert run.returncode == 0, run.stderr
+    status = [ln for ln in run.stderr.splitlines() if not ln.startswith("xfr: warning: ")]
+    assert status == [f"xfr: explaining pair 1/1 (paper): {crops[0]} vs. {crops[1]} ..."]
+    assert "\r" not in run.stderr
+    assert json.loads(run.stdout)["decision"] in ("positive", "negative")
+
+
+def test_train_takes_device_and_threads_and_checks_them_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xfr import api
+
+    monkeypatch.setattr(api, "_default_device", None)
+    assert cli.main(["train", "--out", str(tmp_path / "out"), "--device", "potato"]) == 2
+    assert capsys.readouterr().err.startswith("xfr: error: unknown device 'potato'")
+    assert cli.main(["train", "--out", str(tmp_path / "out"), "--threads", "0"]) == 2
+    assert "--threads must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -154,15 +154,14 @@ def run(args: argparse.Namespace) -> int:
         jobs = [(desc, p, g, f"demo_{i + 1}") for i, (desc, p, g) in enumerate(demo_pairs())]
     else:
         jobs = [(f"{args.probe} vs. {args.gallery}", args.probe, args.gallery, "explanation")]
-    # On a terminal, say what is being done (a pair takes seconds, a baseline minutes) and
-    # show the baselines' own progress bars.
-    interactive = sys.stderr.isatty()
-    if interactive and args.method in BASELINES:
+    # Say what is being done (a pair takes seconds, a baseline minutes), one line per pair on
+    # stderr (stdout keeps the results, e.g. --json); the baselines' progress bars redraw
+    # themselves, so only on a terminal.
+    if sys.stderr.isatty() and args.method in BASELINES:
         options["progress"] = True
     for k, (desc, probe, gallery, stem) in enumerate(jobs, start=1):
-        if interactive:
-            print(f"xfr: explaining pair {k}/{len(jobs)} ({args.method}): {desc} ...",
-                  file=sys.stderr, flush=True)
+        print(f"xfr: explaining pair {k}/{len(jobs)} ({args.method}): {desc} ...",
+              file=sys.stderr, flush=True)
         e = explain(probe, gallery, verifier=args.verifier, method=args.method,
                     detector=args.detector, **options)
         png, js = e.save(out, stem)
