@@ -1,5 +1,5 @@
 """A plain NumPy reference of every kernel of :mod:`xfr.kernels`, written from the definitions
-(paper Sec. 3.2-3.3, REFERENCE.md "Mask combination" and the smoothing of each heatmap), for the
+(paper Sec. 3.1-3.3; docs/method.md, "Otsu masks", "Mask strategies" and "Smoothing"), for the
 tests to hold the compiled and torch kernels against. Slow and obvious on purpose: Python loops
 for Otsu, one shifted slice per structuring-element pixel, a direct 2-D correlation in float64.
 """

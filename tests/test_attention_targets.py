@@ -1,5 +1,5 @@
-"""Targets of the attention maps (paper Sec. 3.1; REFERENCE.md: the arg-max identity logit) and
-the validation of every argument of the generator call.
+"""Targets of the attention maps (paper Sec. 3.1; docs/method.md, "Targets": the arg-max
+identity logit) and the validation of every argument of the generator call.
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ def test_the_four_baselines_are_registered_explainers_through_the_entry_point() 
 
 
 def test_defaults_are_the_ones_the_authors_ran() -> None:
-    """REFERENCE.md, "Perturbation baselines"."""
+    """docs/method.md, "Perturbation baselines" (paper Sec. 2, Sec. 4)."""
     for m in ("minplus", "avg"):
         o = registry.create("explainer", m).options
         assert (o["hole_size"], o["step"], o["iterations"], o["stop"]) == (161, 16, 20, 0.01)

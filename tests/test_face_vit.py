@@ -1,4 +1,4 @@
-"""The ``face-vit`` verifier (REFERENCE.md, "The face ViT"): the Face Transformer shapes, the
+"""The ``face-vit`` verifier (docs/method.md, "The face ViT"): the Face Transformer shapes, the
 token embeddings, the embedding and distance, the CosFace head and xfr's own format.
 """
 

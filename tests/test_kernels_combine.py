@@ -1,5 +1,6 @@
 """xfr.kernels.combine and strategy_heatmap: the mask operations and heatmap-value rules of
-OIM / UM / N-IUM (REFERENCE.md "Mask combination") equal the NumPy reference bit for bit."""
+OIM / UM / N-IUM (paper Sec. 3.2-3.3; docs/method.md, "Mask strategies") equal the NumPy
+reference bit for bit."""
 
 from __future__ import annotations
 

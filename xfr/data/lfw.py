@@ -1,7 +1,7 @@
 """LFW: the image folder (``<root>/<Name>/<Name>_NNNN.jpg``) and View 2's ``pairs.txt``.
 
 View 2 has 10 identity-disjoint folds of 300 positive and 300 negative pairs. A model evaluated
-on some folds must never have seen the people in them (DESIGN.md, "Evaluation").
+on some folds must never have seen the people in them (docs/method.md, "Verification accuracy").
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Deletion and insertion curves of heatmaps (paper Sec. 4, Fig. 2; Chefer et al.'s perturbation
-test, REFERENCE.md).
+test; docs/method.md, "Deletion and insertion curves").
 
 Deletion: a face's pixels are removed (zeroed, all channels) in descending heatmap order, a
 fraction ``f`` of the image at each step (default 0, 0.1, ..., 1). Insertion: the reverse

@@ -1,4 +1,5 @@
-"""Verification accuracy with k-fold threshold selection (REFERENCE.md, "The face ViT").
+"""Verification accuracy with k-fold threshold selection (paper Sec. 3.1; docs/method.md,
+"Verification accuracy").
 
 For each fold, the threshold (searched over 0..4 in steps of 0.01 on the squared L2 distance of
 normalised embeddings) that maximises accuracy on the other folds is applied to the held fold;

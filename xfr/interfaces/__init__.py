@@ -1,4 +1,4 @@
-"""The five contracts of xfr (DESIGN.md, "The contracts").
+"""The five contracts of xfr (docs/design.md, "The role interfaces").
 
 One role per module, as in xaitk-saliency: a plugin implements one of these and registers a
 factory for it through the hook of its kind (:mod:`xfr.hookspecs`).

@@ -27,5 +27,6 @@ class MaskStrategy(Protocol):
     def heatmap(
         self, map_p: np.ndarray, map_g: np.ndarray, mask_p: np.ndarray, mask_g: np.ndarray
     ) -> np.ndarray:
-        """Heatmap values inside the mask (REFERENCE.md, "Mask combination"), zero outside."""
+        """Heatmap values inside the mask, zero outside (paper Sec. 3.2-3.3; docs/method.md,
+        "Mask strategies")."""
         ...

@@ -44,7 +44,7 @@ class ViTVerifier(Verifier, Protocol):
     :meth:`preprocess` -> ``(N, L, C)`` tokens), ``cls_token``, ``pos_embed``, ``blocks``
     (timm ``Block``: ``norm1``, ``attn`` with ``qkv``/``proj``/``num_heads``/``scale``,
     ``norm2``, ``mlp`` with ``fc1``/``act``/``fc2``) and ``norm``. The embedding is the CLS token
-    after ``norm`` (REFERENCE.md, "The face ViT").
+    after ``norm`` (paper Sec. 3.1; docs/method.md, "The face ViT").
     """
 
     backbone: torch.nn.Module

@@ -1,9 +1,9 @@
 """Distillation training of a face verifier (issue "Train and ship the default face ViT").
 
-Losses on each batch, with s the student's embedding and t the teacher's embedding of the same
-view (the mirror image's own teacher embedding when the view is flipped), t centred on the
-teacher's mean embedding and renormalised (learning the raw direction lets the student settle
-on the mean face, REFERENCE.md "Training a small face ViT here"):
+On each batch, s is the student's embedding and t the teacher's embedding of the same view (the
+mirror image's own teacher embedding when the view is flipped and the cache holds one, else the
+image's), centred on the teacher's mean embedding and renormalised: learning the raw direction
+lets the student settle on the mean face (docs/training.md, "Distillation targets"). The losses:
 
 - cosine: ``1 - cos(s, t)``;
 - relational: mean squared difference of the batch cosine-similarity matrices of s and t

@@ -1,7 +1,7 @@
 """LIME for face verification (Ribeiro et al., KDD 2016; paper [RSG16]).
 
 A perturbation baseline of the paper (Sec. 2; Sec. 4, Fig. 2), as its authors ran it
-(REFERENCE.md, "Perturbation baselines"):
+(docs/method.md, "Perturbation baselines"):
 
 - Superpixels: ``skimage.segmentation.quickshift`` of the explained face (RGB uint8,
   ``kernel_size=3, max_dist=200, ratio=0.2``), ``m`` segments.

@@ -1,7 +1,7 @@
 """MinPlus (Mery, "True Black-Box Explanation in Facial Analysis", CVPRW 2022; paper [Me22]).
 
 A perturbation baseline of the paper (Sec. 2; Sec. 4, Fig. 2). Parameters and semantics as its
-authors ran them (REFERENCE.md, "Perturbation baselines"):
+authors ran them (docs/method.md, "Perturbation baselines"):
 
 - Holes: ``1 - G`` with ``G`` the peak-normalised Gaussian of ``nh = 161`` pixels,
   ``sigma = nh / 8.5``, centred on the grid ``d, 2d, ... < S`` (``d = 16``: 6 x 6 = 36

@@ -21,7 +21,7 @@ verifier, a ViT or a black box. This module holds what the four have in common:
   paper's Sec. 3.1).
 
 The *score* of the baselines is the dot product of the two embeddings, as the authors ran them
-(REFERENCE.md, "Perturbation baselines"). xfr's verifiers return L2-normalised embeddings, so
+(docs/method.md, "Perturbation baselines"). xfr's verifiers return L2-normalised embeddings, so
 this dot product is the cosine similarity.
 """
 

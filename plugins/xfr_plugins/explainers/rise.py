@@ -1,7 +1,7 @@
 """RISE for face verification (Petsiuk et al., BMVC 2018; paper [PDS18]).
 
-A perturbation baseline of the paper (Sec. 2; Sec. 4, Fig. 2), with the parameters of
-REFERENCE.md ("Perturbation baselines"):
+A perturbation baseline of the paper (Sec. 2; Sec. 4, Fig. 2), with the parameters its
+authors used (docs/method.md, "Perturbation baselines"):
 
 - ``n_masks = 10000`` random masks per explained image: a ``grid x grid`` (5 x 5) binary grid,
   each cell kept with probability ``p_keep = 0.1``, upsampled bilinearly to

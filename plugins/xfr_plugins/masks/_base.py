@@ -2,7 +2,7 @@
 
 A strategy combines the probe's and the gallery's Otsu masks B1, B2 (``True`` = salient) into
 one mask applied to both faces, and takes the heatmap values inside that mask from the
-normalised attention maps A1, A2 (REFERENCE.md, "Mask combination"). The work is done by
+normalised attention maps A1, A2 (docs/method.md, "Mask strategies"). The work is done by
 :mod:`xfr.kernels` (imported on first use, so listing the plugins needs no compiled code).
 """
 

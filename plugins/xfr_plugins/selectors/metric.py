@@ -2,7 +2,7 @@
 
 For a positive decision (paper Sec. 3.2, eq. 1), with d the pair's distance, d_PG the distance
 between the gallery and the masked probe, d_PP the distance between the probe and the masked
-gallery, and RA the removed fraction of the image (0..1, REFERENCE.md)::
+gallery, and RA the removed fraction of the image (0..1; docs/method.md, "Selection")::
 
     SM+ = ((d_PG - d) / d) / (2 RA) + ((d_PP - d) / d) / (2 RA)
 

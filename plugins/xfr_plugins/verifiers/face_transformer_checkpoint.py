@@ -1,5 +1,5 @@
 """Loader (a): the public Face Transformer checkpoints (Zhong & Deng 2021) as ``face-vit``
-verifiers (issue 4; REFERENCE.md, "The face ViT").
+verifiers (issue 4; docs/method.md, "The face ViT").
 
 The checkpoints hold the parameters of the authors' ``ViT_face`` (P8S8) / ``ViTs_face``
 (P12S8) modules; they map one-to-one onto :class:`~xfr_plugins.verifiers.face_vit.FaceViTModel`:

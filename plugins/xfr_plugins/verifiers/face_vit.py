@@ -1,6 +1,6 @@
 """The ``face-vit`` verifier: the Face Transformer (Zhong & Deng 2021) on timm's building blocks.
 
-Architecture (REFERENCE.md, "The face ViT"): 112x112 RGB crops with raw 0..255 values, 14x14
+Architecture (docs/method.md, "The face ViT"): 112x112 RGB crops with raw 0..255 values, 14x14
 patch tokens (P8S8, P12S8 or a small convolutional stem) plus a CLS token, pre-norm blocks with
 GELU MLPs and a qkv projection without bias, attention scale ``dim ** -0.5`` (the public
 checkpoints) or ``head_dim ** -0.5`` (timm), embedding = the CLS token through the final
@@ -79,8 +79,8 @@ class FaceViTConfig:
     head_logit: str = "cosine"
     #: Decision threshold on the squared L2 distance of normalised embeddings (0..4).
     threshold: float = 1.0
-    #: Embed image + horizontal flip (REFERENCE.md's evaluation); the paper's threshold is
-    #: without flip.
+    #: Embed image + horizontal flip (the Face Transformer's evaluation; docs/method.md,
+    #: "Verification accuracy"); the paper's threshold is without flip.
     flip: bool = False
     #: Free-form provenance: training data, folds, teacher, accuracy, date, licences.
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -229,7 +229,8 @@ def _check_images(images: torch.Tensor, size: int) -> torch.Tensor:
 def normalised_embeddings(forward: Any, images: torch.Tensor, flip: bool, batch_size: int,
                           device: torch.device) -> torch.Tensor:
     """L2-normalised ``forward`` outputs in chunks; with ``flip``, the normalised sum of the
-    image's and its mirror image's normalised embeddings (REFERENCE.md, evaluation)."""
+    image's and its mirror image's normalised embeddings (the Face Transformer's evaluation;
+    docs/method.md, "Verification accuracy")."""
     out = []
     with torch.inference_mode():
         for chunk in images.split(batch_size):

