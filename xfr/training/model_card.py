@@ -88,7 +88,7 @@ def _recipe(provenance: dict[str, Any]) -> list[str]:
     if recipe:
         rows += ["## Training views", "",
                  "The student sees augmented views; its target stays the teacher's embedding "
-                 "of the clean crop (docs/training.md).", "",
+                 "of the clean crop (docs/training.md, \"Training views\").", "",
                  "| setting | value |", "|---|---|"]
         rows += [f"| {k} | {v} |" for k, v in sorted(recipe.items())]
         rows.append("")

@@ -141,7 +141,8 @@ def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
 
 def augment(x: torch.Tensor, flip: torch.Tensor, cfg: TrainConfig,
             gen: torch.Generator) -> torch.Tensor:
-    """The training views of ``(N, 3, 112, 112)`` 0..255 crops (docs/training.md).
+    """The training views of ``(N, 3, 112, 112)`` 0..255 crops (docs/training.md,
+    "Training views").
 
     Mirror where ``flip``; rotation, scale and shift; colour (brightness, contrast, saturation,
     channel gains); then, each on its own random share of the batch, grayscale
