@@ -153,6 +153,11 @@ def finalize(
     ev["calibration_accuracy"] = accuracy_at(d_calib, calib_same, th)
     ev["accuracy_at_shipped_threshold"] = accuracy_at(d_held, same, th)
     ev["heldout_accuracy"] = kfold_accuracy(d_held, same).mean
+    # the 10-fold protocol on every pair of people never trained on (evaluation and
+    # calibration folds together): comparable with models reported on more folds
+    unseen = sorted(set(folds) | set(calibration))
+    ev["unseen_folds"] = unseen
+    ev["unseen_accuracy"] = kfold_accuracy(d_all, np.concatenate([same, calib_same])).mean
     d_gray = pair_distances(verifier, held, cache, grayscale=True)
     ev["heldout_accuracy_gray"] = kfold_accuracy(d_gray, same).mean
     ev["accuracy_at_shipped_threshold_gray"] = accuracy_at(d_gray, same, th)

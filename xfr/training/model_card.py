@@ -160,6 +160,9 @@ def render(config: dict[str, Any]) -> str:
         f"| this model, grayscale photos | {_pct(ev.get('heldout_accuracy_gray'))} | "
         f"{_pct(ev.get('accuracy_at_shipped_threshold_gray'))} |",
         f"| this model, image + mirror | {_pct(ev.get('heldout_accuracy_flip'))} | |",
+        *([f"| this model, all folds never trained on {ev['unseen_folds']} "
+           f"({ev.get('pairs', 0) + ev.get('calibration_pairs', 0)} pairs) | "
+           f"{_pct(ev.get('unseen_accuracy'))} | |"] if "unseen_folds" in ev else []),
         f"| teacher ({p.get('teacher', 'n/a')}) | {_pct(p.get('teacher_heldout_accuracy'))} | |",
         "",
         f"Fixed sample of 200 held-out pairs (the test's): "
