@@ -143,12 +143,14 @@ class RayEngine:
 
         if not ray.is_initialized():
             if self.address:
-                ray.init(address=self.address, logging_level=logging.WARNING,
+                ray.init(address=self.address, logging_level=logging.ERROR,
                          log_to_driver=False)
             else:
-                ray.init(num_cpus=self.local_cpus or os.cpu_count() or 1,
-                         include_dashboard=False, logging_level=logging.WARNING,
+                # address="local": a new cluster, never one found running on this machine
+                ray.init(address="local", num_cpus=self.local_cpus or os.cpu_count() or 1,
+                         include_dashboard=False, logging_level=logging.ERROR,
                          log_to_driver=False)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
@@ -185,7 +187,8 @@ class RayEngine:
         device = "cuda" if self.num_gpus > 0 else None
         ds = ds.map_batches(
             self.worker_class, fn_constructor_args=(pickle.dumps(job), threads, device),
-            batch_size=1, batch_format="numpy", concurrency=min(self.pool_size(), len(rows)),
+            batch_size=1, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=min(self.pool_size(), len(rows))),
             num_cpus=self.num_cpus, num_gpus=self.num_gpus or None)
         seen: set[int] = set()
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
