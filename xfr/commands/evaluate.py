@@ -180,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--baseline-limit must be >= 0, got {args.baseline_limit}")
     fractions = curve_fractions(args.steps, args.fractions)
     engine = engine_from_args(args)  # Ray missing: one line, before any model pass
+    engine.start()  # a cluster that cannot be joined: one line, now
     command = command_line(args)
     settings = EvalSettings(
         pairs=args.pairs, root=args.root, out=args.out, format=args.format, folds=args.folds,

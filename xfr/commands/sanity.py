@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from xfr.evaluation.sanity import run_sanity
 
     engine = engine_from_args(args)  # Ray missing: one line, before any model pass
+    engine.start()  # a cluster that cannot be joined: one line, now
     result = run_sanity(
         args.pairs, args.root, args.out, format=args.format, folds=args.folds,
         limit=args.limit, generators=args.generators, verifier=args.verifier, seed=args.seed,
