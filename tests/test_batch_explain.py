@@ -59,7 +59,7 @@ def test_csv_lists_take_labels_and_ids_optionally(tmp_path: Path) -> None:
     (["--pairs", "LIST", "a.jpg", "b.jpg"], "--pairs takes no PROBE/GALLERY"),
     (["--pairs", "LIST", "--json"], "--json is for one pair"),
     (["--pairs", "LIST", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
-    (["--pairs", "LIST", "--num-cpus", "2"], "--num-cpus apply to --engine ray only"),
+    (["--pairs", "LIST", "--num-cpus", "2"], "--num-cpus applies to --engine ray only"),
     (["--pairs", "LIST", "--method", "minplus", "--generator", "rollout"],
      "--generator applies to --method paper only"),
     (["--pairs", "LIST", "--root", "nowhere"], "no such image folder: nowhere"),

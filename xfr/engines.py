@@ -219,7 +219,8 @@ def make_engine(name: str, *, address: str | None = None, num_cpus: float = 1,
             ("--ray-address", address, None), ("--num-cpus", num_cpus, 1),
             ("--num-gpus", num_gpus, 0), ("--workers", workers, None)) if value != default]
         if given:
-            raise OptionError(f"{', '.join(given)} apply to --engine ray only")
+            verb = "applies" if len(given) == 1 else "apply"
+            raise OptionError(f"{', '.join(given)} {verb} to --engine ray only")
         return LocalEngine()
     return RayEngine(address=address, num_cpus=num_cpus, num_gpus=num_gpus, workers=workers)
 
