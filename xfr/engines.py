@@ -10,8 +10,8 @@ joins the cluster of ``--ray-address`` or ``$RAY_ADDRESS``, else starts a local 
 runs on Ray Data: ``ray.data.from_items(items).map_batches(Worker, concurrency=N,
 num_cpus=C, num_gpus=G)``, a pool of actors, each loading the verifier once; results stream
 back to the driver, so memory stays bounded by what is in flight. A worker that dies is
-restarted and its unfinished items run again (Ray Data's actor pool retries tasks); the driver
-keeps the first result of each item, so nothing is lost or counted twice.
+restarted and its unfinished items run again (:data:`RETRIES` times at most); the driver keeps
+the first result of each item, so nothing is lost or counted twice.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from typing import Any, Protocol
 from xfr.errors import MissingDependencyError, OptionError, UserError
 
 ENGINES = ("local", "ray")
+#: How often a Ray worker that died is restarted, and its task run again.
+RETRIES = 3
 #: How ``--engine ray`` is installed.
 RAY_HINT = "pip install 'xfr[ray]' (or pip install 'ray[data]')"
 
@@ -199,7 +201,10 @@ class RayEngine:
             self.worker_class, fn_constructor_args=(pickle.dumps(job), threads, device),
             batch_size=1, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=min(self.pool_size(), len(rows))),
-            num_cpus=self.num_cpus, num_gpus=self.num_gpus or None)
+            num_cpus=self.num_cpus, num_gpus=self.num_gpus or None,
+            # a dead worker is restarted and its task run again, a few times: an item that
+            # kills its worker every time stops the run instead of looping forever
+            max_restarts=RETRIES, max_task_retries=RETRIES)
         seen: set[int] = set()
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for i, out in zip(np.asarray(batch["i"]).tolist(), batch["out"], strict=True):
