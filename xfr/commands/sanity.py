@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from xfr.commands.arguments import add_engine_options, engine_from_args
 from xfr.commands.arguments import csv_list as _csv_list
 from xfr.commands.arguments import folds as _folds
 
@@ -73,16 +74,19 @@ def add_parser(subparsers: Any) -> None:
                    help="aligned-face cache folder (default OUT/aligned)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, type=Path, help="output folder")
+    add_engine_options(p.add_argument_group("engine (where the explanations run)"))
 
 
 def run(args: argparse.Namespace) -> int:
     from xfr.evaluation.sanity import run_sanity
 
+    engine = engine_from_args(args)  # Ray missing: one line, before any model pass
+    engine.start()  # a cluster that cannot be joined: one line, now
     result = run_sanity(
         args.pairs, args.root, args.out, format=args.format, folds=args.folds,
         limit=args.limit, generators=args.generators, verifier=args.verifier, seed=args.seed,
         batch_size=args.batch_size, n_boot=args.bootstrap, align_cache=args.align_cache,
-        progress=not args.no_progress, command=command_line(args))
+        progress=not args.no_progress, command=command_line(args), engine=engine)
     for g, r in result["generators"].items():
         step = r["below_chance"]["final"]
         where = f"at step {step}" if step is not None else "never"

@@ -37,8 +37,8 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +176,9 @@ class EvalSettings:
     report_only: bool = False
     #: The exact command line, recorded in ``command.txt``.
     command: str = ""
+    #: Where the units' model passes run (:mod:`xfr.engines`); ``None``: this process. Not
+    #: part of any cache key: every engine gives the same records.
+    engine: Any = None
 
     def validate(self) -> None:
         check_fractions(self.fractions)
@@ -563,21 +566,44 @@ class Evaluation:
             mine = [p for p in mine if p.index % k == i - 1]
         todo = [p for p in mine if not (folder / f"{p.key}.json").exists()]
         if todo and not self.s.report_only:
+            chunks = [todo[s : s + self.s.batch_size]
+                      for s in range(0, len(todo), self.s.batch_size)]
             with tqdm(total=len(mine), initial=len(mine) - len(todo), desc=unit.name,
                       disable=not self.s.progress, unit="pair") as bar:
-                for s in range(0, len(todo), self.s.batch_size):
-                    chunk = todo[s : s + self.s.batch_size]
-                    for info, rec in zip(chunk, unit.compute(chunk), strict=True):
+                for k, computed in self.map_chunks(unit, chunks):
+                    for info, rec in zip(chunks[k], computed, strict=True):
                         rec = {"pair": [str(info.pair.probe), str(info.pair.gallery)],
                                "same": info.same, **rec}
                         _write_json(folder / f"{info.key}.json", rec)
-                    bar.update(len(chunk))
+                    bar.update(len(chunks[k]))
         records = {}
         for p in unit.pairs:
             f = folder / f"{p.key}.json"
             if f.exists():
                 records[p.key] = json.loads(f.read_text())
         return records
+
+    def map_chunks(self, unit: Unit, chunks: list[list[PairInfo]]
+                   ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """``(position, records)`` of every chunk of ``unit``: computed here, or on the
+        engine's workers (:class:`UnitJob`), in any order; the caller writes the cache."""
+        from xfr.engines import LocalEngine
+
+        if self.s.engine is None or isinstance(self.s.engine, LocalEngine):
+            for k, chunk in enumerate(chunks):
+                yield k, unit.compute(chunk)
+            return
+        job = UnitJob(replace(self.s, engine=None), unit.name)
+        items = [(chunk, {f: self.crops[f] for i in chunk
+                          for f in (i.pair.probe, i.pair.gallery)}) for chunk in chunks]
+        yield from self.s.engine.map(job, items)
+
+    def unit_named(self, name: str) -> Unit:
+        """The unit called ``name`` (its pairs as this object knows them)."""
+        for unit in self.units():
+            if unit.name == name:
+                return unit
+        raise KeyError(f"no unit {name!r}")
 
     # -- the run ----------------------------------------------------------------------------
     def check_methods(self) -> None:
@@ -606,8 +632,13 @@ class Evaluation:
     def run(self) -> dict[str, Any] | None:
         """Compute everything missing; return the results (``None`` for a shard process)."""
         from xfr.api import load_verifier
+        from xfr.engines import LocalEngine
         from xfr.evaluation.results import summarise
 
+        if (self.s.engine is not None and not isinstance(self.s.engine, LocalEngine)
+                and not isinstance(self.s.verifier, (str, Path))):
+            raise ValueError("--engine ray needs the verifier as a name, NAME:SOURCE or model "
+                             "folder (each worker loads it), not a verifier object")
         pairs = self.load_pairs()
         self.verifier = load_verifier(self.s.verifier)
         self.check_methods()
@@ -641,7 +672,32 @@ class Evaluation:
         return summarise(self, records)
 
 
+@dataclass
+class UnitJob:
+    """A unit's chunks on an engine's workers (:class:`xfr.engines.Job`): each worker loads
+    the verifier once; an item is ``(pairs, their aligned crops)``, its result the unit's
+    records of those pairs, exactly what :meth:`Evaluation.run_unit` computes here."""
+
+    settings: EvalSettings
+    unit: str
+
+    def setup(self) -> Evaluation:
+        from xfr.api import load_verifier
+
+        ev = Evaluation(self.settings)
+        ev.verifier = load_verifier(self.settings.verifier)
+        ev.infos, ev.curve_pairs, ev.subset = [], [], []
+        return ev
+
+    def compute(self, ev: Evaluation, item: tuple[list[PairInfo], dict[Path, np.ndarray]]
+                ) -> list[dict[str, Any]]:
+        chunk, crops = item
+        ev.crops = crops
+        return ev.unit_named(self.unit).compute(chunk)
+
+
 __all__ = ["BASELINES", "BUILTIN_METHODS", "DEFAULT_GENERATORS", "DEFAULT_METHODS",
            "PAPER_EVAL_OPTIONS", "CurveSource", "EvalSettings", "Evaluation", "PairInfo",
+           "UnitJob",
            "limit_pairs", "model_fingerprint", "pair_seed", "paper_defaults", "paper_labels",
            "parse_shard", "random_maps", "selector_tag"]
