@@ -216,13 +216,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         jobs = [(f"{args.probe} vs. {args.gallery}", args.probe, args.gallery, "explanation")]
     # Say what is being done (a pair takes seconds, a baseline minutes), one line per pair on
-    # stderr (stdout keeps the results, e.g. --json); the baselines' progress bars redraw
-    # themselves, so only on a terminal.
-    if sys.stderr.isatty() and args.method in BASELINES:
+    # stderr (stdout keeps the results, e.g. --json): on a terminal always, on a pipe when
+    # there are several pairs (a log then shows how far the run got; a single pair's stderr
+    # stays empty or one error line). The baselines' progress bars redraw themselves, so
+    # only on a terminal.
+    interactive = sys.stderr.isatty()
+    if interactive and args.method in BASELINES:
         options["progress"] = True
     for k, (desc, probe, gallery, stem) in enumerate(jobs, start=1):
-        print(f"xfr: explaining pair {k}/{len(jobs)} ({args.method}): {desc} ...",
-              file=sys.stderr, flush=True)
+        if interactive or len(jobs) > 1:
+            print(f"xfr: explaining pair {k}/{len(jobs)} ({args.method}): {desc} ...",
+                  file=sys.stderr, flush=True)
         e = explain(probe, gallery, verifier=args.verifier, method=args.method,
                     detector=args.detector, **options)
         png, js = e.save(out, stem)
