@@ -20,7 +20,7 @@ from batch_lists import same_results, summary, write_list
 
 from xfr import cli
 from xfr.batch import BatchSettings, run_batch
-from xfr.engines import LocalEngine, RayEngine, RayWorker
+from xfr.engines import LocalEngine, RayEngine, RayWorker, worker_runtime_env
 
 ray = pytest.importorskip("ray", reason="Ray is in the test extra (pip install '.[test]')")
 
@@ -34,7 +34,8 @@ def ray_cluster() -> Iterator[None]:
     for attempt in range(3):  # a loaded 2-core machine can miss Ray's 30 s raylet start
         try:
             ray.init(address="local", num_cpus=2, include_dashboard=False,
-                     logging_level=logging.ERROR, log_to_driver=False)
+                     logging_level=logging.ERROR, log_to_driver=False,
+                     runtime_env=worker_runtime_env())
             break
         except Exception:
             ray.shutdown()
@@ -182,29 +183,15 @@ def _untimed(x: object) -> object:
     return x
 
 
-def test_evaluate_and_sanity_on_ray_give_the_local_tables(
-        ray_cluster: None, lfw_root: Path, tmp_path: Path) -> None:
-    """``xfr evaluate --engine ray``: the same cached records and tables as the local engine;
-    ``run_sanity`` on Ray: the same results (wall times apart)."""
-    from xfr.evaluation.sanity import run_sanity
-
+def test_evaluate_and_sanity_refuse_the_ray_engine_for_now(
+        lfw_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``xfr evaluate/sanity --engine ray`` gave tables that differ from the local engine's in
+    a clean install; until they are bit-identical the commands refuse it in one line."""
     listing = write_list(tmp_path, lfw_root, 2)
-    common = ["evaluate", "--pairs", str(listing), "--root", "/", "--methods",
-              "paper,attention,random", "--generators", "rollout", "--steps", "2",
-              "--bootstrap", "50", "--batch-size", "2", "--no-progress"]
-    assert cli.main([*common, "--out", str(tmp_path / "local")]) == 0
-    assert cli.main([*common, "--out", str(tmp_path / "ray"), "--engine", "ray",
-                     "--workers", "2"]) == 0
-    for name in ("table1.csv", "deletion.csv", "differences.csv", "accuracy.md", "table1.md"):
-        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes()
-    records = sorted(p.relative_to(tmp_path / "local")
-                     for p in (tmp_path / "local" / "cache").rglob("*.json"))
-    assert len(records) >= 2  # the paper unit's 2 pairs, the random unit's accepted ones
-    for rel in records:
-        assert (tmp_path / "local" / rel).read_text() == (tmp_path / "ray" / rel).read_text()
-
-    kwargs = {"limit": 2, "generators": ("rollout",), "n_boot": 50, "batch_size": 1,
-              "progress": False}
-    local = run_sanity(listing, "/", **kwargs)
-    distributed = run_sanity(listing, "/", engine=RayEngine(workers=2), **kwargs)
-    assert _untimed(local) == _untimed(distributed)
+    for command in ("evaluate", "sanity"):
+        code = cli.main([command, "--pairs", str(listing), "--root", "/", "--out",
+                         str(tmp_path / command), "--engine", "ray"])
+        assert code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("xfr: error: --engine ray is not available for this command yet")
+        assert not (tmp_path / command).exists()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from xfr.errors import MissingDependencyError, OptionError, UserError
@@ -106,6 +107,20 @@ class RayWorker:
         return {"i": np.asarray(batch["i"]), "out": np.array(outs, dtype=object)}
 
 
+def worker_runtime_env() -> dict[str, str]:
+    """Ray's runtime environment for xfr's workers: a working folder of their own.
+
+    Without one, Ray puts the driver's current folder first on every worker's ``sys.path``;
+    run from a source checkout of xfr (as the test suite is), the workers would then import
+    that checkout, which has no compiled kernels, instead of the installed package.
+    """
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="xfr-ray-"))
+    (folder / "README").write_text("working folder of xfr's Ray workers\n")
+    return {"working_dir": str(folder)}
+
+
 class RayEngine:
     """The items on a Ray cluster, one actor per worker (:class:`RayWorker`).
 
@@ -146,16 +161,18 @@ class RayEngine:
 
         import ray
 
+        runtime_env = worker_runtime_env()
+
         if not ray.is_initialized():
             try:
                 if self.address:
                     ray.init(address=self.address, logging_level=logging.ERROR,
-                             log_to_driver=False)
+                             log_to_driver=False, runtime_env=runtime_env)
                 else:
                     # address="local": a new cluster, never one found running on this machine
                     ray.init(address="local", num_cpus=self.local_cpus or os.cpu_count() or 1,
                              include_dashboard=False, logging_level=logging.ERROR,
-                             log_to_driver=False)
+                             log_to_driver=False, runtime_env=runtime_env)
             except Exception as exc:  # ConnectionError, TimeoutError, Ray's own exceptions
                 ray.shutdown()
                 where = (f"join the Ray cluster at {self.address}" if self.address
