@@ -16,6 +16,7 @@ the first result of each item, so nothing is lost or counted twice.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 from collections.abc import Iterator, Sequence
@@ -112,13 +113,19 @@ def worker_runtime_env() -> dict[str, str]:
 
     Without one, Ray puts the driver's current folder first on every worker's ``sys.path``;
     run from a source checkout of xfr (as the test suite is), the workers would then import
-    that checkout, which has no compiled kernels, instead of the installed package.
+    that checkout, which has no compiled kernels, instead of the installed package. One
+    folder per process, however many clusters it starts or joins.
     """
+    return {"working_dir": str(_worker_folder())}
+
+
+@functools.cache
+def _worker_folder() -> Path:
     import tempfile
 
     folder = Path(tempfile.mkdtemp(prefix="xfr-ray-"))
     (folder / "README").write_text("working folder of xfr's Ray workers\n")
-    return {"working_dir": str(folder)}
+    return folder
 
 
 class RayEngine:

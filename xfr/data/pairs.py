@@ -192,13 +192,10 @@ def _read_csv(path: Path, root: Path, labels: bool) -> list[ListedPair]:
     return pairs
 
 
-def read_pair_list(path: str | Path, root: str | Path | None = None,
-                   format: str = "auto") -> list[Pair]:
-    """Read a pair list in any supported format (see the module docstring).
-
-    ``root`` is the image folder (default: the pair list's folder). ``format`` is ``"auto"``
-    (guessed by :func:`detect_format`), ``"lfw"``, ``"calfw"`` or ``"csv"``.
-    """
+def _locate_list(path: str | Path, root: str | Path | None,
+                 format: str) -> tuple[Path, Path, str]:
+    """The pair list's path, its image folder (default: the list's folder) and its format
+    (``"auto"`` resolved by :func:`detect_format`); errors name what is missing."""
     path = Path(path)
     if format not in FORMATS:
         raise ValueError(f"unknown pair-list format {format!r}; choose one of {FORMATS}")
@@ -207,7 +204,17 @@ def read_pair_list(path: str | Path, root: str | Path | None = None,
     root_path = Path(root) if root is not None else path.parent
     if not root_path.is_dir():
         raise FileNotFoundError(f"no such image folder: {root_path}")
-    fmt = detect_format(path) if format == "auto" else format
+    return path, root_path, detect_format(path) if format == "auto" else format
+
+
+def read_pair_list(path: str | Path, root: str | Path | None = None,
+                   format: str = "auto") -> list[Pair]:
+    """Read a pair list in any supported format (see the module docstring).
+
+    ``root`` is the image folder (default: the pair list's folder). ``format`` is ``"auto"``
+    (guessed by :func:`detect_format`), ``"lfw"``, ``"calfw"`` or ``"csv"``.
+    """
+    path, root_path, fmt = _locate_list(path, root, format)
     if fmt == "lfw":
         return read_pairs(path, root_path)
     if fmt == "calfw":
@@ -220,15 +227,7 @@ def read_listed_pairs(path: str | Path, root: str | Path | None = None,
     """Read a pair list whose labels are optional (``xfr explain --pairs``): every format of
     :func:`read_pair_list`, and CSV/TSV rows ``probe,gallery`` without a label (a header row
     may also name an ``id`` column, the pair's name in the outputs)."""
-    path = Path(path)
-    if format not in FORMATS:
-        raise ValueError(f"unknown pair-list format {format!r}; choose one of {FORMATS}")
-    if not path.is_file():
-        raise FileNotFoundError(f"no such pair list: {path}")
-    root_path = Path(root) if root is not None else path.parent
-    if not root_path.is_dir():
-        raise FileNotFoundError(f"no such image folder: {root_path}")
-    fmt = detect_format(path) if format == "auto" else format
+    path, root_path, fmt = _locate_list(path, root, format)
     if fmt == "csv":
         return _read_csv(path, root_path, labels=False)
     return [ListedPair(p.probe, p.gallery, p.same, p.fold)
