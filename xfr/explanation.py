@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from xfr.interfaces.vocabulary import Decision
+
 #: The ``format`` of the JSON written by :meth:`Explanation.save`, and its version.
 FORMAT = "xfr-explanation"
 FORMAT_VERSION = 2
@@ -90,7 +92,7 @@ class Explanation:
     """Why a verifier accepted or rejected one probe/gallery pair."""
 
     #: ``"positive"`` (same person: distance < threshold) or ``"negative"``.
-    decision: str
+    decision: Decision
     distance: float
     threshold: float
     #: Explainer that produced it (``"paper"``, ``"minplus"``, ...).

@@ -23,6 +23,7 @@ from typing import Any
 
 from xfr.commands.arguments import add_engine_options, engine_from_args
 from xfr.errors import OptionError, OptionTypeError, OutputError
+from xfr.interfaces.vocabulary import NEGATIVE, POSITIVE, is_positive, paper_strategies
 
 #: One-line help of the command (``xfr --help``).
 HELP = "explain a face-verification decision (positive or negative)"
@@ -73,8 +74,9 @@ def add_parser(subparsers: Any) -> None:
                         "candidate (default: metric)")
     p.add_argument("--strategies", default=None, metavar="NAMES",
                    help="candidate mask strategies of the paper method, comma-separated, for "
-                        "both decisions, e.g. oim,um,probe-only (default: oim,um for positive, "
-                        "oim,um,nium for negative decisions)")
+                        "both decisions, e.g. oim,um,probe-only (default: "
+                        f"{','.join(paper_strategies(POSITIVE))} for positive, "
+                        f"{','.join(paper_strategies(NEGATIVE))} for negative decisions)")
     p.add_argument("--target", default=None,
                    help="attention target of the paper method: auto, logit, embedding, "
                         "similarity (default: auto)")
@@ -115,7 +117,7 @@ def summary(e: Any) -> dict[str, Any]:
 
 def report(e: Any) -> list[str]:
     """The lines ``xfr explain`` prints about one explanation (without the pair and files)."""
-    rel = "<" if e.distance < e.threshold else ">="
+    rel = "<" if is_positive(e.distance, e.threshold) else ">="
     lines = [f"  decision: {e.decision} (distance {e.distance:.4f} {rel} "
              f"threshold {e.threshold:.4f})"]
     for c in e.candidates:

@@ -54,6 +54,7 @@ from xfr.evaluation.references import (
     reference_description,
     reference_maps,
 )
+from xfr.interfaces.vocabulary import BEST_STRATEGY, Decision, decide, is_positive
 
 DEFAULT_GENERATORS: tuple[str, ...] = ("rollout", "vit-lrp", "nograd-lrp")
 DEFAULT_METHODS: tuple[str, ...] = ("paper", "attention", *REFERENCES)
@@ -63,7 +64,7 @@ BUILTIN_METHODS: tuple[str, ...] = ("paper", "attention", *REFERENCES)
 
 #: ``xfr evaluate``'s own setting of the paper explainer: the fixed OIM selector (paper Sec. 4:
 #: "OIM is the most effective masking technique for both types of FV decision").
-PAPER_EVAL_OPTIONS: dict[str, Any] = {"selector": "fixed:oim"}
+PAPER_EVAL_OPTIONS: dict[str, Any] = {"selector": f"fixed:{BEST_STRATEGY}"}
 #: Paper options that change the speed only, never a number: left out of curve labels.
 SPEED_ONLY_OPTIONS: frozenset[str] = frozenset({"batch_size"})
 #: Paper options that change the attention maps, hence the ``attention-<generator>`` curve.
@@ -88,7 +89,7 @@ def selector_tag(selector: Any) -> str:
     text = str(selector).strip()
     name, _, argument = text.partition(":")
     if name == "fixed":
-        return argument.strip() or "oim"
+        return argument.strip() or BEST_STRATEGY
     return text.replace(":", "-")
 
 
@@ -113,7 +114,8 @@ def paper_labels(generator: str, options: dict[str, Any],
     changed = sorted(k for k in config
                      if k not in ("generator", "selector") and k not in SPEED_ONLY_OPTIONS
                      and (k not in defaults or config[k] != defaults[k]))
-    heat = f"paper-{generator}-{selector_tag(config.get('selector', 'fixed:oim'))}"
+    selector = config.get("selector", PAPER_EVAL_OPTIONS["selector"])
+    heat = f"paper-{generator}-{selector_tag(selector)}"
     heat += "".join(f"+{k}={_option_text(config[k])}" for k in changed)
     att = f"attention-{generator}"
     att += "".join(f"+{k}={_option_text(config[k])}" for k in changed if k in ATTENTION_OPTIONS)
@@ -286,8 +288,9 @@ class PairInfo:
     distance: float
     same: bool
 
-    def decision(self, threshold: float) -> str:
-        return "positive" if self.distance < threshold else "negative"
+    def decision(self, threshold: float) -> Decision:
+        """The verifier's decision on this pair at ``threshold`` (paper Sec. 3.1)."""
+        return decide(self.distance, threshold)
 
 
 @dataclass
@@ -403,7 +406,7 @@ class Evaluation:
             self._blank = self.verifier.embed(torch.zeros_like(probes[:1]))[0]
         for positive in (True, False):
             idx = [j for j, info in enumerate(infos) if j in maps
-                   and info.same == positive and (info.distance < th) == positive]
+                   and info.same == positive and is_positive(info.distance, th) == positive]
             if not idx:
                 continue
             m = np.stack([maps[j] for j in idx]).astype(np.float32)
@@ -651,8 +654,8 @@ class Evaluation:
         if not self.infos:
             raise ValueError("no pair could be evaluated (no face aligned)")
         th = float(self.verifier.threshold)
-        self.tp = [i for i in self.infos if i.same and i.distance < th]
-        self.tn = [i for i in self.infos if not i.same and i.distance >= th]
+        self.tp = [i for i in self.infos if i.same and is_positive(i.distance, th)]
+        self.tn = [i for i in self.infos if not i.same and not is_positive(i.distance, th)]
         self.curve_pairs = self.tp + self.tn
         rng = np.random.default_rng(self.s.seed)
         lim = self.s.baseline_limit
