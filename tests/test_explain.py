@@ -137,7 +137,7 @@ def test_bad_images_are_rejected_with_a_clear_error(bad, message):
 def test_unknown_option_and_black_box_verifier_are_named():
     v = tiny_vit()
     x = torch.zeros(1, 3, 112, 112)
-    with pytest.raises(ValueError, match="unknown option"):
+    with pytest.raises(TypeError, match="paper: unknown option"):
         registry.create("explainer", "paper").explain_pairs(v, x, x, colour="red")
     sface = registry.create("verifier", "sface")
     with pytest.raises(TypeError, match="black box"):

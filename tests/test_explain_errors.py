@@ -91,8 +91,10 @@ CLI_CASES: dict[str, tuple[list[str], str]] = {
     "fixed selector of an unknown strategy": (
         ["--selector", "fixed:oimm"], "unknown mask 'oimm'; known mask names: nium, oim, um"),
     "unknown strategy": (["--strategies", "oim,xx"], "unknown mask 'xx'"),
-    "unknown fill": (["--fill", "blurry"], "unknown fill 'blurry'; choose one of"),
-    "unknown target": (["--target", "logits"], "unknown target 'logits'; choose one of"),
+    "unknown fill": (["--fill", "blurry"],
+                     "paper: fill must be one of 'zeros', 'mean', 'blur', got 'blurry'"),
+    "unknown target": (["--target", "logits"], "paper: target must be one of 'auto', 'logit', "
+                       "'embedding', 'similarity', got 'logits'"),
     "unknown method": (["--method", "minplu"], "unknown explainer 'minplu'"),
 }
 
@@ -181,7 +183,9 @@ API_CASES: dict[str, tuple[dict[str, Any], type[Exception], type[Exception], str
     "strategy typo in a dict": (dict(strategies={"positive": "oim,umm"}), UnknownNameError,
                                 KeyError, "unknown mask 'umm'"),
     "strategies for an unknown decision": (dict(strategies={"same": "oim"}), OptionError,
-                                           ValueError, "strategies: unknown decision(s)"),
+                                           ValueError, "paper: strategies must be names, or a "
+                                           "dict with the keys 'positive' and/or 'negative' "
+                                           "(unknown: same)"),
     "minplus with a paper option": (dict(method="minplus", generator="rollout"),
                                     OptionTypeError, TypeError,
                                     "minplus: unknown option(s) 'generator'"),

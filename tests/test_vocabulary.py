@@ -154,7 +154,8 @@ def test_the_registered_strategies_declare_the_vocabulary_s_decisions() -> None:
 
 
 def test_every_list_of_strategies_comes_from_the_vocabulary() -> None:
-    from xfr_plugins.explainers.paper import DEFAULT_STRATEGIES, PaperExplainer
+    from xfr_plugins.explainers.options import PaperOptions
+    from xfr_plugins.explainers.paper import DEFAULT_STRATEGIES
     from xfr_plugins.selectors.fixed import FixedSelector
     from xfr_plugins.selectors.metric import PAPER_DECISIONS
 
@@ -164,7 +165,8 @@ def test_every_list_of_strategies_comes_from_the_vocabulary() -> None:
     assert STRATEGIES == DEFAULT_STRATEGIES == by_decision
     assert {s.name: s.decisions for s in PAPER_STRATEGIES.values()} == PAPER_DECISIONS
     assert FixedSelector().strategy == vocabulary.BEST_STRATEGY == "oim"
-    assert PaperExplainer().options["strategies"] is None  # None: the defaults above
+    assert PaperOptions().strategies is None  # None: the defaults above
+    assert registry.create("explainer", "paper").options["strategies"] is None
 
 
 def hard_coded_strategies(tree: ast.AST) -> list[int]:
@@ -211,9 +213,10 @@ def test_the_smoothing_constants_are_the_paper_s() -> None:
 
 
 def test_the_paper_explainer_and_the_kernels_default_to_the_same_smoothing() -> None:
-    from xfr_plugins.explainers.paper import PaperExplainer
+    from xfr_plugins.explainers.paper import Smoothing
 
-    opts = PaperExplainer().options
+    opts = registry.create("explainer", "paper").options
+    assert Smoothing() == Smoothing(opts["dilate_size"], opts["gaussian_size"], opts["sigma"])
     smooth = inspect.signature(kernels.smooth_heatmap).parameters
     assert (opts["dilate_size"], opts["gaussian_size"], opts["sigma"]) == (
         smooth["dilate_size"].default, smooth["gaussian_size"].default, smooth["sigma"].default)

@@ -8,6 +8,7 @@ Usage (the module-level functions use one process-wide registry, created on firs
     registry.names("mask")                    # ['nium', 'oim', 'um']
     registry.get("mask", "oim")               # the factory
     registry.create("selector", "fixed:oim")  # factory("oim")
+    registry.create("explainer", "paper")     # factory(registry=<the registry>): see create
     registry.providers("mask")                # who provides what (package, version)
     registry.broken()                         # plugins that failed to load, and why
 
@@ -15,6 +16,7 @@ An application that embeds xfr can build its own, isolated registry::
 
     reg = registry.Registry(load_entry_points=False)
     reg.register(my_plugin_module)
+    reg.create("explainer", "paper")   # its generator, masks and selector come from reg
 
 Rules (tested in ``tests/test_registry*.py``, documented in ``docs/hooks.md``):
 
@@ -67,6 +69,7 @@ __all__ = [
     "OWN_PACKAGE",
     "HOOKS",
     "KINDS",
+    "REGISTRY_PARAMETER",
     "BrokenPlugin",
     "DuplicateNameError",
     "Factory",
@@ -81,6 +84,7 @@ __all__ = [
     "get",
     "names",
     "providers",
+    "takes_registry",
 ]
 
 #: The entry-point group that announces plugin modules (``[project.entry-points.xfr]``).
@@ -109,6 +113,10 @@ HOOKS: dict[str, str] = {
 }
 #: The registry kinds, in display order.
 KINDS: tuple[str, ...] = tuple(HOOKS)
+#: The parameter through which a factory asks for the registry that builds it
+#: (:meth:`Registry.create`).
+REGISTRY_PARAMETER = "registry"
+
 
 @dataclass(frozen=True)
 class Provider:
@@ -471,7 +479,13 @@ class Registry:
 
     def create(self, kind: str, spec: str, **options: Any) -> Any:
         """Build the object named by ``spec``: ``"name"`` -> ``factory(**options)``,
-        ``"name:argument"`` -> ``factory("argument", **options)``."""
+        ``"name:argument"`` -> ``factory("argument", **options)``.
+
+        A factory with a parameter called ``registry`` also gets ``registry=self``: the
+        registry that builds it, in which it resolves the names of its own parts (the paper's
+        explainer builds its attention generator, mask strategies and selector there;
+        docs/hooks.md, "Factories that build their parts"). ``registry`` is therefore not an
+        option a caller may pass."""
         _check_kind(kind)
         if not isinstance(spec, str):
             raise OptionTypeError(f"{kind} spec must be a string, not {type(spec).__name__}")
@@ -479,13 +493,20 @@ class Registry:
         name = name.strip()
         if not name:
             raise OptionError(f"empty {kind} spec {spec!r}; expected 'name' or 'name:argument'")
+        if REGISTRY_PARAMETER in options:
+            raise OptionTypeError(
+                f"{kind} {name!r}: {REGISTRY_PARAMETER!r} is not an option; the registry "
+                "passes itself to a factory that asks for it")
         factory = self.get(kind, name)
+        given_options = options
+        if takes_registry(factory):
+            options = {**options, REGISTRY_PARAMETER: self}
         args: tuple[Any, ...] = (argument,) if sep else ()
         try:
             inspect.signature(factory).bind(*args, **options)
         except TypeError as exc:
             given = ([f"argument {argument!r}"] if sep else []) + (
-                [f"options {', '.join(sorted(options))}"] if options else []
+                [f"options {', '.join(sorted(given_options))}"] if given_options else []
             )
             raise OptionTypeError(
                 f"{kind} {name!r} cannot be built with {' and '.join(given) or 'no arguments'}: "
@@ -494,6 +515,17 @@ class Registry:
         except ValueError:  # no signature available (builtin); let the call decide
             pass
         return factory(*args, **options)
+
+
+def takes_registry(factory: Factory) -> bool:
+    """Whether ``factory`` has a parameter called ``registry`` that can be passed by keyword
+    (a ``**options`` catch-all does not count): :meth:`Registry.create` then passes itself."""
+    try:
+        parameter = inspect.signature(factory).parameters.get(REGISTRY_PARAMETER)
+    except (TypeError, ValueError):  # no signature available (builtin)
+        return False
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
 _default: Registry | None = None

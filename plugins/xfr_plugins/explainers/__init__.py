@@ -2,44 +2,74 @@
 (Sec. 3) and the perturbation baselines it is compared with (Sec. 4: MinPlus, AVG, RISE, LIME).
 
 Each factory imports its module on first use, so listing the plugins or explaining with the
-paper's method does not import the baselines (SciPy, scikit-image): a shorter cold start.
+paper's method does not import the baselines (SciPy, scikit-image): a shorter cold start. Each
+declares its options (:mod:`xfr_plugins.explainers.options`; ``xfr plugins --options NAME``).
+
+The ``paper`` factory asks for the registry that builds it (its ``registry`` parameter,
+docs/hooks.md): the explainer's attention generator, mask strategies and selector are built by
+that registry, so an application's own :class:`xfr.registry.Registry` supplies them.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xfr.hookspecs import hookimpl
 
-#: name -> (module under xfr_plugins.explainers, class, one-line description).
-EXPLAINERS: dict[str, tuple[str, str, str]] = {
-    "paper": ("paper", "PaperExplainer",
+if TYPE_CHECKING:
+    from xfr.registry import Registry
+
+#: name -> (module under xfr_plugins.explainers, class, options class, one-line description).
+EXPLAINERS: dict[str, tuple[str, str, str, str]] = {
+    "paper": ("paper", "PaperExplainer", "PaperOptions",
               "attention maps, Otsu masks, OIM/UM/N-IUM, SM+/SM- selection (paper Sec. 3)"),
-    "minplus": ("minplus", "MinPlusExplainer", "MinPlus perturbation baseline (Mery 2022)"),
-    "avg": ("avg", "AVGExplainer", "AVG perturbation baseline (Mery & Morris 2022)"),
-    "rise": ("rise", "RISEExplainer", "RISE random-mask baseline (Petsiuk et al. 2018)"),
-    "lime": ("lime", "LIMEExplainer", "LIME superpixel baseline (Ribeiro et al. 2016)"),
+    "minplus": ("minplus", "MinPlusExplainer", "MinPlusOptions",
+                "MinPlus perturbation baseline (Mery 2022)"),
+    "avg": ("avg", "AVGExplainer", "AVGOptions", "AVG perturbation baseline (Mery & Morris 2022)"),
+    "rise": ("rise", "RISEExplainer", "RISEOptions",
+             "RISE random-mask baseline (Petsiuk et al. 2018)"),
+    "lime": ("lime", "LIMEExplainer", "LIMEOptions",
+             "LIME superpixel baseline (Ribeiro et al. 2016)"),
 }
 
 
 def explainer_class(name: str) -> type:
     """The class of the built-in explainer ``name`` (imports its module)."""
-    module, cls, _ = EXPLAINERS[name]
-    return getattr(importlib.import_module(f"xfr_plugins.explainers.{module}"), cls)
+    module, cls, _, _ = EXPLAINERS[name]
+    return getattr(importlib.import_module(f"xfr_plugins.explainers.{module}"), cls)  # type: ignore[no-any-return]
+
+
+def options_class(name: str) -> type:
+    """The options declaration of the built-in explainer ``name``."""
+    from xfr_plugins.explainers import options
+
+    return getattr(options, EXPLAINERS[name][2])  # type: ignore[no-any-return]
+
+
+def _describe(factory: Callable[..., Any], name: str) -> Callable[..., Any]:
+    factory.__name__ = factory.__qualname__ = f"{EXPLAINERS[name][1]}_factory"
+    factory.__doc__ = EXPLAINERS[name][3]
+    factory.xfr_options = lambda: options_class(name)  # type: ignore[attr-defined]
+    return factory
 
 
 def _factory(name: str) -> Callable[..., Any]:
     def factory(**options: Any) -> Any:
         return explainer_class(name)(**options)
 
-    factory.__name__ = factory.__qualname__ = f"{EXPLAINERS[name][1]}_factory"
-    factory.__doc__ = EXPLAINERS[name][2]
-    return factory
+    return _describe(factory, name)
+
+
+def _paper(*, registry: Registry, **options: Any) -> Any:
+    from xfr_plugins.explainers.paper import PaperExplainer
+
+    return PaperExplainer.from_options(registry, **options)
 
 
 @hookimpl
 def xfr_explainers() -> dict[str, Callable[..., Any]]:
     """``paper``, ``minplus``, ``avg``, ``rise``, ``lime``; each built on first use."""
-    return {name: _factory(name) for name in EXPLAINERS}
+    return {name: _describe(_paper, name) if name == "paper" else _factory(name)
+            for name in EXPLAINERS}
