@@ -9,7 +9,8 @@
 
 All work on any verifier with a timm-structured ViT backbone (the ViTVerifier contract),
 batched, on the CPU or a GPU. Importing this package loads no torch module: the factories
-import their generator on first use.
+import their generator on first use. Each declares its options
+(:mod:`xfr_plugins.attention.options`; ``xfr plugins --options NAME``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,23 @@ def _grad_rollout(**options: Any) -> Any:
     from xfr_plugins.attention.grad_rollout import GradRollout
 
     return GradRollout(**options)
+
+
+def _declared(factory: Any, options: str) -> Any:
+    """``factory`` with its options declaration (``xfr_options``; imported on first use)."""
+    def declaration() -> type:
+        from xfr_plugins.attention import options as module
+
+        return getattr(module, options)  # type: ignore[no-any-return]
+
+    factory.xfr_options = declaration
+    return factory
+
+
+for _factory, _options in ((_raw_attention, "RawAttentionOptions"), (_rollout, "RolloutOptions"),
+                           (_vit_lrp, "ViTLRPOptions"), (_nograd_lrp, "NoGradLRPOptions"),
+                           (_grad_rollout, "GradRolloutOptions")):
+    _declared(_factory, _options)
 
 
 @hookimpl

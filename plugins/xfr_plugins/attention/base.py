@@ -19,6 +19,7 @@ from torch import nn
 
 from xfr.interfaces.images import check_faces
 from xfr_plugins.attention.maps import to_image_maps
+from xfr_plugins.attention.options import PRECISIONS, GeneratorOptions
 from xfr_plugins.attention.targets import check_reference, check_target
 from xfr_plugins.attention.tracing import (
     check_vit_verifier,
@@ -27,19 +28,6 @@ from xfr_plugins.attention.tracing import (
 )
 
 __all__ = ["PRECISIONS", "AttentionMapGenerator", "float64_twin"]
-
-
-def _check_positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{what} must be >= 1, got {value}")
-    return value
-
-
-#: ``precision`` option: ``"model"`` computes in the model's own dtype, ``"float64"`` in a
-#: float64 copy of the verifier (docs/method.md, "Precision").
-PRECISIONS = ("model", "float64")
 
 
 def float64_twin(verifier: Any) -> Any:
@@ -61,20 +49,29 @@ def float64_twin(verifier: Any) -> Any:
 
 
 class AttentionMapGenerator(ABC):
-    """Base of the built-in generators: ``generator(verifier, images, target, reference)``."""
+    """Base of the built-in generators: ``generator(verifier, images, target, reference)``.
+
+    A subclass declares its options (:attr:`Options`, :mod:`xfr_plugins.attention.options`):
+    the constructor takes them as keywords, checks them there (``OptionTypeError`` for an
+    unknown option or a wrong type, ``OptionError`` for a bad value) and hands them to
+    :meth:`configure`.
+    """
 
     name: ClassVar[str]
+    #: The options declaration (``xfr plugins --options NAME``).
+    Options: ClassVar[type[GeneratorOptions]] = GeneratorOptions
     #: Whether the generator's maps depend on the target (raw attention and rollout do not).
     uses_target: ClassVar[bool] = True
-    #: The default of the ``precision`` option.
-    default_precision: ClassVar[str] = "model"
 
-    def __init__(self, batch_size: int = 8, precision: str | None = None) -> None:
-        self.batch_size = _check_positive_int(batch_size, "batch_size")
-        precision = self.default_precision if precision is None else precision
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        self.precision = precision
+    def __init__(self, **options: Any) -> None:
+        checked = self.Options.parse(options)
+        self.batch_size = checked.batch_size
+        #: ``"model"`` or ``"float64"`` (:data:`PRECISIONS`).
+        self.precision: str = getattr(checked, "precision", "model")
+        self.configure(checked)
+
+    def configure(self, options: Any) -> None:  # noqa: B027 - optional, not abstract
+        """Keep the subclass's own options (already checked) as attributes."""
 
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())

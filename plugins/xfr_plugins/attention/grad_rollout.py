@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 import torch
 
 from xfr_plugins.attention.base import AttentionMapGenerator
-from xfr_plugins.attention.rollout import check_ratio, cls_rollout, discard_lowest
+from xfr_plugins.attention.options import GradRolloutOptions
+from xfr_plugins.attention.rollout import cls_rollout, discard_lowest
 from xfr_plugins.attention.targets import readout
 from xfr_plugins.attention.tracing import run_vit
 from xfr_plugins.attention.vit_lrp import attention_gradients
@@ -26,10 +27,10 @@ class GradRollout(AttentionMapGenerator):
     """``grad-rollout``: gradient-weighted attention rollout. Options ``discard_ratio``."""
 
     name: ClassVar[str] = "grad-rollout"
+    Options: ClassVar[type[GradRolloutOptions]] = GradRolloutOptions
 
-    def __init__(self, discard_ratio: float = 0.0, batch_size: int = 8) -> None:
-        super().__init__(batch_size)
-        self.discard_ratio = check_ratio(discard_ratio)
+    def configure(self, options: GradRolloutOptions) -> None:
+        self.discard_ratio = float(options.discard_ratio)
 
     def patch_scores(
         self, verifier: Any, images: torch.Tensor, target: str, reference: torch.Tensor | None

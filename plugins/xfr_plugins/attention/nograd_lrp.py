@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from xfr_plugins.attention.options import NoGradLRPOptions
 from xfr_plugins.attention.relevance import RelevanceGenerator, propagate
 from xfr_plugins.attention.rollout import cls_rollout
 from xfr_plugins.attention.targets import readout
@@ -27,6 +28,7 @@ class NoGradLRP(RelevanceGenerator):
     """``nograd-lrp``: relevance-only transformer attribution; no autograd at all."""
 
     name: ClassVar[str] = "nograd-lrp"
+    Options: ClassVar[type[NoGradLRPOptions]] = NoGradLRPOptions
 
     def patch_scores(
         self, verifier: Any, images: torch.Tensor, target: str, reference: torch.Tensor | None

@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 import torch
 
 from xfr_plugins.attention.base import AttentionMapGenerator
-from xfr_plugins.attention.rollout import HEAD_FUSIONS, fuse_heads
+from xfr_plugins.attention.options import RawAttentionOptions
+from xfr_plugins.attention.rollout import fuse_heads
 from xfr_plugins.attention.tracing import run_vit
 
 __all__ = ["RawAttention"]
@@ -22,16 +23,12 @@ class RawAttention(AttentionMapGenerator):
     """
 
     name: ClassVar[str] = "attention"
+    Options: ClassVar[type[RawAttentionOptions]] = RawAttentionOptions
     uses_target: ClassVar[bool] = False
 
-    def __init__(self, block: int = -1, head_fusion: str = "mean", batch_size: int = 8) -> None:
-        super().__init__(batch_size)
-        if isinstance(block, bool) or not isinstance(block, int):
-            raise TypeError(f"block must be an int, got {type(block).__name__}")
-        if head_fusion not in HEAD_FUSIONS:
-            raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
-        self.block = block
-        self.head_fusion = head_fusion
+    def configure(self, options: RawAttentionOptions) -> None:
+        self.block = options.block
+        self.head_fusion = options.head_fusion
 
     def patch_scores(
         self, verifier: Any, images: torch.Tensor, target: str, reference: torch.Tensor | None

@@ -27,13 +27,13 @@ from torch import nn
 from xfr_plugins.attention.base import AttentionMapGenerator
 from xfr_plugins.attention.lrp import (
     add_relevance,
-    check_alpha,
     clone_relevance,
     linear_alpha_beta,
     matmul_relevance,
     readout_relevance,
     safe_divide,
 )
+from xfr_plugins.attention.options import PAPER_ALPHA, START, RelevanceOptions
 from xfr_plugins.attention.targets import Readout
 from xfr_plugins.attention.tracing import Trace, block_forward
 
@@ -42,10 +42,6 @@ __all__ = [
     "propagate",
 ]
 
-#: How the relevance starts: ``"unit"`` = one-hot 1 on the target (Chefer et al.'s code, which
-#: the paper's authors ran); ``"score"`` = the target score itself, so that relevance totals
-#: are in the score's units.
-START = ("unit", "score")
 
 
 @dataclass
@@ -148,27 +144,17 @@ def propagate(
     return RelevanceResult(start=r0, features=r_feat, tokens=r, block_totals=totals)
 
 
-#: The alpha of the alpha-beta rule as the paper's authors ran it (docs/method.md, "LRP rules");
-#: Chefer et al.'s own default is 1.
-PAPER_ALPHA = 0.5
-
-
 class RelevanceGenerator(AttentionMapGenerator):
     """Base of the LRP-based generators (``vit-lrp``, ``nograd-lrp``): options ``alpha`` (the
     alpha-beta rule, default 0.5 as the paper's authors ran it; 1 is Chefer et al.'s value),
     ``start`` (the relevance the propagation starts from, one of :data:`START`),
     ``precision`` (default ``"float64"``: relevance propagation cancels large terms, and in
     float32 the maps of some faces change their rank order; ``"model"`` computes in the
-    model's dtype) and ``batch_size``."""
+    model's dtype) and ``batch_size`` (:class:`~xfr_plugins.attention.options.RelevanceOptions`).
+    """
 
-    default_precision: ClassVar[str] = "float64"
+    Options: ClassVar[type[RelevanceOptions]] = RelevanceOptions
 
-    def __init__(
-        self, alpha: float = PAPER_ALPHA, start: str = "unit", batch_size: int = 8,
-        precision: str | None = None,
-    ) -> None:
-        super().__init__(batch_size, precision)
-        self.alpha = check_alpha(alpha)
-        if start not in START:
-            raise ValueError(f"start must be one of {START}, got {start!r}")
-        self.start = start
+    def configure(self, options: RelevanceOptions) -> None:
+        self.alpha = float(options.alpha)
+        self.start = options.start

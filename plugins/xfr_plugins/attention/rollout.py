@@ -23,21 +23,17 @@ from typing import Any, ClassVar
 import torch
 
 from xfr_plugins.attention.base import AttentionMapGenerator
+from xfr_plugins.attention.options import HEAD_FUSIONS, VARIANTS, RolloutOptions
 from xfr_plugins.attention.tracing import run_vit
 
 __all__ = [
     "HEAD_FUSIONS",
     "VARIANTS",
     "Rollout",
-    "check_ratio",
     "cls_rollout",
     "discard_lowest",
     "fuse_heads",
 ]
-
-HEAD_FUSIONS = ("mean", "max", "min")
-VARIANTS = ("authors", "abnar")
-
 
 def fuse_heads(attention: torch.Tensor, how: str = "mean") -> torch.Tensor:
     """``(N, H, T, T)`` -> ``(N, T, T)`` by the mean, max or min over heads."""
@@ -98,14 +94,6 @@ def cls_rollout(
     return row[:, 0]
 
 
-def check_ratio(ratio: Any) -> float:
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
-        raise TypeError(f"discard_ratio must be a number, got {type(ratio).__name__}")
-    if not 0.0 <= float(ratio) < 1.0:
-        raise ValueError(f"discard_ratio must be in [0, 1), got {ratio}")
-    return float(ratio)
-
-
 class Rollout(AttentionMapGenerator):
     """Attention rollout; ``variant="authors"`` (default) or ``"abnar"`` (see module docstring).
 
@@ -116,28 +104,16 @@ class Rollout(AttentionMapGenerator):
     """
 
     name: ClassVar[str] = "rollout"
+    Options: ClassVar[type[RolloutOptions]] = RolloutOptions
     uses_target: ClassVar[bool] = False
 
-    def __init__(
-        self,
-        variant: str = "authors",
-        discard_ratio: float | None = None,
-        head_fusion: str = "mean",
-        batch_size: int = 8,
-        discard_cls: bool = False,
-    ) -> None:
-        super().__init__(batch_size)
-        if not isinstance(discard_cls, bool):
-            raise TypeError(f"discard_cls must be a bool, got {type(discard_cls).__name__}")
-        self.discard_cls = discard_cls
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        if head_fusion not in HEAD_FUSIONS:
-            raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
-        self.variant = variant
-        default = 0.9 if variant == "authors" else 0.0
-        self.discard_ratio = check_ratio(default if discard_ratio is None else discard_ratio)
-        self.head_fusion = head_fusion
+    def configure(self, options: RolloutOptions) -> None:
+        self.discard_cls = options.discard_cls
+        self.variant = options.variant
+        default = 0.9 if options.variant == "authors" else 0.0
+        ratio = options.discard_ratio
+        self.discard_ratio = float(default if ratio is None else ratio)
+        self.head_fusion = options.head_fusion
 
     def patch_scores(
         self, verifier: Any, images: torch.Tensor, target: str, reference: torch.Tensor | None

@@ -9,8 +9,9 @@ gradient of the target score with respect to them and ``R_b`` their LRP relevanc
     C      = (Abar_{L-1} + I) ... (Abar_0 + I)        no row normalisation, from block 0
 
 and the map is the CLS row of ``C`` over the patch tokens. ``alpha`` is the alpha-beta rule's
-(default 1; the authors ran 0.5). The relevance starts as one-hot 1 on the target (``start=
-"unit"``, Chefer et al.'s code) or as the target score itself (``start="score"``).
+(default 0.5, as the authors ran it; Chefer et al.'s is 1). The relevance starts as one-hot 1
+on the target (``start="unit"``, Chefer et al.'s code) or as the target score itself
+(``start="score"``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from xfr_plugins.attention.options import ViTLRPOptions
 from xfr_plugins.attention.relevance import RelevanceGenerator, propagate
 from xfr_plugins.attention.rollout import cls_rollout
 from xfr_plugins.attention.targets import readout
@@ -46,6 +48,7 @@ class ViTLRP(RelevanceGenerator):
     """``vit-lrp``: transformer attribution. Options ``alpha``, ``start``, ``batch_size``."""
 
     name: ClassVar[str] = "vit-lrp"
+    Options: ClassVar[type[ViTLRPOptions]] = ViTLRPOptions
 
     def patch_scores(
         self, verifier: Any, images: torch.Tensor, target: str, reference: torch.Tensor | None
