@@ -176,10 +176,8 @@ def describe(spec: type) -> list[OptionInfo]:
 
 
 def _hints(spec: type) -> dict[str, Any]:
-    import sys
-
-    module = sys.modules.get(spec.__module__)
-    return typing.get_type_hints(spec, vars(module) if module else None)
+    """The resolved annotations of ``spec`` and its bases (each in its own module)."""
+    return typing.get_type_hints(spec)
 
 
 def _arms(hint: Any) -> tuple[Any, ...]:
@@ -274,7 +272,8 @@ def _is(value: Any, hint: Any) -> bool:
     if origin is Literal:
         return any(type(value) is type(a) for a in args)
     if origin in (list, tuple, Sequence, Collection):
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        kinds = (list, tuple, set, frozenset) if origin is Collection else (list, tuple)
+        if not isinstance(value, kinds):
             return False
         if origin is tuple and args and args[-1] is not Ellipsis:
             return len(value) == len(args) and all(

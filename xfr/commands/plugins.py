@@ -3,6 +3,10 @@ plugins that failed to load and why, names provided twice, and the disabled plug
 
 Exit status 0, unless ``--fail-on-broken`` is given and a plugin is broken or a name has two
 providers (then 1). ``--json`` prints the same as one JSON object.
+
+``--options NAME`` prints the options of the plugin(s) called NAME (``--kind`` narrows the
+kind) from their declaration (docs/hooks.md, "Options"): name, type, default and help; a
+plugin without a declaration is described by its factory's signature.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--kind", choices=registry.KINDS, help="list only this kind")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--options", metavar="NAME", default=None,
+                        help="print the options of the plugin(s) called NAME: name, type, "
+                             "default, help")
     parser.add_argument(
         "--fail-on-broken",
         action="store_true",
@@ -95,6 +102,84 @@ def collect(reg: registry.Registry, kind: str | None = None) -> dict[str, Any]:
     }
 
 
+def _signature_options(factory: Any) -> list[dict[str, Any]] | None:
+    """The keyword parameters of an undeclared factory (``registry`` and the ``argument`` of
+    a ``name:argument`` spec left out); ``None`` when it has no signature."""
+    import inspect
+
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    out = []
+    for i, p in enumerate(params):
+        if p.kind is p.VAR_KEYWORD:
+            out.append({"name": f"**{p.name}", "type": "", "default": None,
+                        "help": "further options, not declared"})
+            continue
+        if p.kind in (p.VAR_POSITIONAL, p.POSITIONAL_ONLY):
+            continue
+        if p.name == registry.REGISTRY_PARAMETER or (i == 0 and p.name in ("argument",
+                                                                            "source")):
+            continue
+        annotation = p.annotation
+        out.append({
+            "name": p.name,
+            "type": "" if annotation is p.empty else (
+                annotation if isinstance(annotation, str) else
+                getattr(annotation, "__name__", str(annotation))),
+            "default": None if p.default is p.empty else p.default,
+            "help": "",
+        })
+    return out
+
+
+def options_of(reg: registry.Registry, name: str, kind: str | None = None) -> list[dict[str, Any]]:
+    """The options of every plugin called ``name`` (of ``kind``), from their declaration
+    (:func:`xfr.options.describe`) or, without one, their factory's signature."""
+    from xfr import options as declared
+    from xfr.errors import UnknownNameError
+
+    found = [p for p in reg.providers(kind) if p.name == name]
+    if not found:
+        kinds = f"{kind} " if kind else ""
+        known = sorted({p.name for p in reg.providers(kind)})
+        raise UnknownNameError(f"no {kinds}plugin called {name!r}; names: {', '.join(known)}")
+    out = []
+    for p in found:
+        spec = declared.declaration(p.factory)
+        if spec is not None:
+            rows: list[dict[str, Any]] | None = [
+                {"name": o.name, "type": o.type, "default": o.default, "help": o.help}
+                for o in declared.describe(spec)]
+        else:
+            rows = _signature_options(p.factory)
+        out.append({"kind": p.kind, "name": p.name, "package": p.package,
+                    "plugin": p.plugin, "declared": spec is not None, "options": rows})
+    return out
+
+
+def print_options(found: list[dict[str, Any]]) -> None:
+    """``xfr plugins --options NAME`` as text: one table per plugin."""
+    for k, entry in enumerate(found):
+        where = entry["package"] or "in process"
+        print(("\n" if k else "") + f"{registry.KIND_WORDS[entry['kind']]} {entry['name']!r} "
+              f"({where}, plugin {entry['plugin']}):")
+        rows = entry["options"]
+        if rows is None:
+            print("  its factory has no signature to read options from")
+            continue
+        if not rows:
+            print("  no options")
+            continue
+        table = [["OPTION", "TYPE", "DEFAULT", "HELP"]] + [
+            [r["name"], r["type"], "" if r["name"].startswith("**") else repr(r["default"]),
+             r["help"]] for r in rows]
+        print("\n".join("  " + line for line in _table(table).splitlines()))
+        if not entry["declared"]:
+            print("  (from the factory's signature: the plugin declares no options)")
+
+
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join(
@@ -104,6 +189,14 @@ def _table(rows: list[list[str]]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     reg = registry.default()
+    if getattr(args, "options", None):
+        found = options_of(reg, args.options, args.kind)
+        if args.json:
+            print(json.dumps(found, indent=2, default=repr))
+        else:
+            print_options(found)
+        sys.stdout.flush()
+        return 0
     data = collect(reg, args.kind)
     if args.json:
         print(json.dumps(data, indent=2))

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from xfr_plugins.explainers.minplus import MinPlusExplainer
+from xfr_plugins.explainers.options import AVGOptions
 
 __all__ = ["AVGExplainer"]
 
@@ -25,6 +26,7 @@ class AVGExplainer(MinPlusExplainer):
     """Average of the removal (Minus) and aggregation (Plus) maps [MM22]."""
 
     name = "avg"
+    Options: ClassVar[type[AVGOptions]] = AVGOptions
     COMPONENTS: ClassVar[tuple[float, float, float, float]] = (0.0, 0.0, 0.5, 0.5)
 
     def _components_text(self) -> str:

@@ -42,14 +42,13 @@ import numpy as np
 import torch
 
 from xfr.interfaces.verifier import Verifier
+from xfr_plugins.explainers.options import LIMEOptions
 from xfr_plugins.explainers.perturbation import (
     CountingEmbedder,
     PairContext,
     PerturbationExplainer,
     Source,
-    int_at_least,
     make_progress,
-    number_in,
     scores,
     stream_embeddings,
 )
@@ -89,30 +88,8 @@ class LIMEExplainer(PerturbationExplainer):
     """LIME with quickshift superpixels and a similarity score; see the module docstring."""
 
     name = "lime"
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        # Perturbed samples per explained image.
-        "n_samples": 500,
-        # Probability that a superpixel is kept in a sample.
-        "p_keep": 0.5,
-        # Width of the exponential kernel on the cosine distance to the unperturbed face.
-        "kernel_width": 0.25,
-        # Superpixels in the explanation.
-        "top_k": 16,
-        # skimage.segmentation.quickshift parameters.
-        "kernel_size": 3,
-        "max_dist": 200,
-        "ratio": 0.2,
-    }
-
-    def _check_options(self, o: dict[str, Any]) -> None:
-        m = self.name
-        int_at_least(m, "n_samples", o["n_samples"], 2)
-        number_in(m, "p_keep", o["p_keep"], 0.0, 1.0)
-        number_in(m, "kernel_width", o["kernel_width"], 0.0, float("inf"))
-        int_at_least(m, "top_k", o["top_k"], 1)
-        number_in(m, "kernel_size", o["kernel_size"], 0.0, float("inf"))
-        number_in(m, "max_dist", o["max_dist"], 0.0, float("inf"))
-        number_in(m, "ratio", o["ratio"], 0.0, 1.0, open_low=False)
+    #: The options, declared once (:mod:`xfr_plugins.explainers.options`).
+    Options: ClassVar[type[LIMEOptions]] = LIMEOptions
 
     def _explain(
         self,

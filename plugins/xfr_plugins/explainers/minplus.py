@@ -53,16 +53,15 @@ import torch
 
 from xfr.interfaces.verifier import Verifier
 from xfr.interfaces.vocabulary import GAUSSIAN_SIGMA_DIVISOR, is_positive
+from xfr_plugins.explainers.options import MinPlusOptions
 from xfr_plugins.explainers.perturbation import (
     CountingEmbedder,
     PairContext,
     PerturbationExplainer,
     Source,
     gaussian_kernel,
-    int_at_least,
     make_progress,
     minmax,
-    number_in,
     scores,
     smooth,
     stream_embeddings,
@@ -124,39 +123,8 @@ class MinPlusExplainer(PerturbationExplainer):
     name = "minplus"
     #: Weights of (H0minus, H0plus, H1minus, H1plus) in the map (before smoothing).
     COMPONENTS: ClassVar[tuple[float, float, float, float]] = (0.25, 0.25, 0.25, 0.25)
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        # nh: side of the Gaussian hole (pixels).
-        "hole_size": 161,
-        # Its sigma; None -> hole_size / 8.5.
-        "hole_sigma": None,
-        # d: grid step of the hole centres.
-        "step": 16,
-        # n: most rounds of each procedure.
-        "iterations": 20,
-        # th: Minus stops when the score falls to it; Plus when the face's score exceeds the
-        # current one by no more than it.
-        "stop": 0.01,
-        # Plus starts from "noise" (the authors' uint8(2 * rand): 0 or 1) or "black".
-        "plus_start": "noise",
-        # Gaussian that smooths the map; None -> hole_size and its size / 8.5.
-        "smooth_size": None,
-        "smooth_sigma": None,
-    }
-
-    def _check_options(self, o: dict[str, Any]) -> None:
-        m = self.name
-        int_at_least(m, "hole_size", o["hole_size"], 1)
-        if o["hole_sigma"] is not None:
-            number_in(m, "hole_sigma", o["hole_sigma"], 0.0, float("inf"))
-        int_at_least(m, "step", o["step"], 1)
-        int_at_least(m, "iterations", o["iterations"], 1)
-        number_in(m, "stop", o["stop"], 0.0, float("inf"), open_low=False)
-        if o["plus_start"] not in ("noise", "black"):
-            raise ValueError(f"{m}: plus_start must be 'noise' or 'black', got {o['plus_start']!r}")
-        if o["smooth_size"] is not None:
-            int_at_least(m, "smooth_size", o["smooth_size"], 1)
-        if o["smooth_sigma"] is not None:
-            number_in(m, "smooth_sigma", o["smooth_sigma"], 0.0, float("inf"))
+    #: The options, declared once (:mod:`xfr_plugins.explainers.options`).
+    Options: ClassVar[type[MinPlusOptions]] = MinPlusOptions
 
     # ------------------------------------------------------------------ the procedures
     def _explain(

@@ -6,8 +6,9 @@ They need nothing but the verifier's embeddings (``Verifier.embed``), so they ex
 verifier, a ViT or a black box. This module holds what the four have in common:
 
 - option handling: every parameter is a constructor keyword and can be overridden per call
-  (``explain_pairs(..., **options)``); an unknown name is a ``TypeError``, a bad value a
-  ``ValueError``;
+  (``explain_pairs(..., **options)``); each method declares its options once
+  (:mod:`xfr_plugins.explainers.options`), so an unknown name or a wrong type is an
+  ``OptionTypeError``, a bad value an ``OptionError``, the message naming the method;
 - input validation (:func:`xfr.interfaces.check_face_pairs`: ``(N, 3, S, S)`` tensors of
   finite RGB values in 0..255, ``S`` equal to the verifier's ``input_size``);
 - a counting, batching embedder: perturbed images are built lazily from *sources* and go through
@@ -30,17 +31,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-from xfr.errors import OptionError, OptionTypeError
 from xfr.explanation import Explanation
 from xfr.interfaces.images import check_face_pairs
 from xfr.interfaces.verifier import Verifier
 from xfr.interfaces.vocabulary import POSITIVE, Decision, decide
+from xfr_plugins.explainers.options import PerturbationOptions
 
 __all__ = [
     "COMMON_DEFAULTS",
@@ -50,27 +51,15 @@ __all__ = [
     "Source",
     "check_verifier",
     "gaussian_kernel",
-    "int_at_least",
     "make_progress",
     "minmax",
-    "number_in",
     "smooth",
     "stream_embeddings",
 ]
 
-#: Options every baseline accepts.
-COMMON_DEFAULTS: dict[str, Any] = {
-    # Images per verifier call (bounds memory); does not change the result.
-    "batch_size": 128,
-    # Seed of the numpy Generator(s) (per image: ``default_rng([seed, side])``).
-    "seed": 0,
-    # Show a tqdm progress bar.
-    "progress": False,
-    # Explain negative decisions with the method's extension (see each method); when False a
-    # negative decision gets ``heatmaps=None`` and ``notes["unsupported"]``, as the authors'
-    # tools only explain positive decisions (paper Sec. 4).
-    "explain_negative": True,
-}
+#: Options every baseline accepts, with their defaults (declared in
+#: :class:`~xfr_plugins.explainers.options.PerturbationOptions`).
+COMMON_DEFAULTS: dict[str, Any] = PerturbationOptions().as_dict()
 
 
 # --------------------------------------------------------------------------- validation
@@ -273,40 +262,22 @@ class PairContext:
 class PerturbationExplainer:
     """Base of the four baselines: options, validation, first embeddings, Explanation.
 
-    Subclasses set :attr:`name` and :attr:`DEFAULTS`, implement :meth:`_check_options` and
-    :meth:`_explain`, which returns, per pair, ``(heatmaps, notes)``.
+    Subclasses set :attr:`name` and :attr:`Options` (their options, declared once) and
+    implement :meth:`_explain`, which returns, per pair, ``(heatmaps, notes)``.
     """
 
     name: str = ""
-    DEFAULTS: Mapping[str, Any] = {}
+    #: The options declaration (``xfr plugins --options NAME``).
+    Options: ClassVar[type[PerturbationOptions]] = PerturbationOptions
 
     def __init__(self, **options: Any) -> None:
-        self.options: dict[str, Any] = self._resolve(
-            {**COMMON_DEFAULTS, **self.DEFAULTS}, options
-        )
+        #: The checked options (frozen).
+        self.settings = self.Options.parse(options)
 
-    # -- options
-    def _resolve(self, base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(overrides) - set(base))
-        if unknown:
-            raise OptionTypeError(
-                f"{self.name}: unknown option(s) {', '.join(map(repr, unknown))}; "
-                f"options: {', '.join(sorted(base))}"
-            )
-        opts = {**base, **overrides}
-        self._check_common(opts)
-        self._check_options(opts)
-        return opts
-
-    def _check_common(self, o: dict[str, Any]) -> None:
-        int_at_least(self.name, "batch_size", o["batch_size"], 1)
-        int_at_least(self.name, "seed", o["seed"], 0)
-        for key in ("progress", "explain_negative"):
-            if not isinstance(o[key], bool):
-                raise ValueError(f"{self.name}: {key} must be True or False, got {o[key]!r}")
-
-    def _check_options(self, o: dict[str, Any]) -> None:  # pragma: no cover - overridden
-        """Raise ``ValueError`` for a bad method-specific value."""
+    @property
+    def options(self) -> dict[str, Any]:
+        """The options as a dict, in declaration order (the common ones first)."""
+        return self.settings.as_dict()
 
     def check_verifier(self, verifier: Any) -> None:
         """What :func:`check_verifier` says, before any image is prepared (``xfr.api``)."""
@@ -314,7 +285,7 @@ class PerturbationExplainer:
 
     def options_for(self, **options: Any) -> dict[str, Any]:
         """The options one call would use (constructor options, then ``options``)."""
-        return self._resolve(self.options, options)
+        return self.Options.parse(options, base=self.settings).as_dict()
 
     # -- the contract
     def explain_pairs(
@@ -407,31 +378,6 @@ class PerturbationExplainer:
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def int_at_least(method: str, key: str, value: Any, low: int) -> int:
-    """``value`` as an int if it is one and ``>= low``, else an :class:`OptionError` naming the
-    method and the option (shared by the baselines' option checks)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise OptionError(f"{method}: {key} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def number_in(
-    method: str, key: str, value: Any, low: float, high: float, *, open_low: bool = True
-) -> float:
-    """``value`` as a float if it is a finite number in ``(low, high]`` (``[low, high]`` with
-    ``open_low=False``), else an :class:`OptionError` naming the method and the option."""
-    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
-    if ok:
-        v = float(value)
-        ok = math.isfinite(v) and (v > low if open_low else v >= low) and v <= high
-    if not ok:
-        bracket = "(" if open_low else "["
-        raise OptionError(
-            f"{method}: {key} must be a number in {bracket}{low:g}, {high:g}], got {value!r}"
-        )
-    return float(value)
 
 
 def _jsonable(opts: Mapping[str, Any]) -> dict[str, Any]:

@@ -42,15 +42,14 @@ import torch
 import torch.nn.functional as F
 
 from xfr.interfaces.verifier import Verifier
+from xfr_plugins.explainers.options import RISEOptions
 from xfr_plugins.explainers.perturbation import (
     CountingEmbedder,
     PairContext,
     PerturbationExplainer,
     Source,
-    int_at_least,
     make_progress,
     minmax,
-    number_in,
     scores,
     stream_embeddings,
 )
@@ -88,24 +87,8 @@ class RISEExplainer(PerturbationExplainer):
     """RISE with a similarity score, decrease and increase maps; see the module docstring."""
 
     name = "rise"
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        # Random masks per explained image.
-        "n_masks": 10000,
-        # Probability that a grid cell is kept.
-        "p_keep": 0.1,
-        # Cells per side of the mask grid (5 x 5).
-        "grid": 5,
-        # "auto" (decrease for positive, increase for negative), "decrease" or "increase".
-        "map": "auto",
-    }
-
-    def _check_options(self, o: dict[str, Any]) -> None:
-        m = self.name
-        int_at_least(m, "n_masks", o["n_masks"], 1)
-        number_in(m, "p_keep", o["p_keep"], 0.0, 1.0)
-        int_at_least(m, "grid", o["grid"], 1)
-        if o["map"] not in ("auto", "decrease", "increase"):
-            raise ValueError(f"{m}: map must be 'auto', 'decrease' or 'increase', got {o['map']!r}")
+    #: The options, declared once (:mod:`xfr_plugins.explainers.options`).
+    Options: ClassVar[type[RISEOptions]] = RISEOptions
 
     def _explain(
         self,

@@ -14,13 +14,15 @@ selector's choice instead (the reason then says so).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from xfr.interfaces.selector import Selection
 from xfr.interfaces.vocabulary import BEST_STRATEGY
+from xfr.options import option
 from xfr_plugins.selectors.metric import (
-    D_FLOOR,
+    MetricOptions,
     ScoringSelector,
     best,
     none_eligible_reason,
@@ -33,27 +35,34 @@ if TYPE_CHECKING:
 DEFAULT_STRATEGY = BEST_STRATEGY
 
 
+@dataclass(frozen=True)
+class FixedOptions(MetricOptions):
+    """The options of the ``fixed`` selector: those of ``metric`` (its scores are still
+    reported) and ``fallback``."""
+
+    owner: ClassVar[str] = "fixed"
+
+    fallback: bool = option(False, help="when the strategy is not eligible, take the metric "
+                            "selector's choice instead of none")
+
+
 class FixedSelector(ScoringSelector):
     """Always chooses ``argument`` (default ``"oim"``) when it is eligible."""
 
     name = "fixed"
+    #: The options, declared once (``xfr plugins --options fixed``).
+    Options: ClassVar[type[FixedOptions]] = FixedOptions
 
-    def __init__(
-        self,
-        argument: str | None = None,
-        *,
-        fallback: bool = False,
-        decisions: Mapping[str, Collection[str]] | None = None,
-        d_floor: float = D_FLOOR,
-    ) -> None:
+    def __init__(self, argument: str | None = None, **options: Any) -> None:
         strategy = DEFAULT_STRATEGY if argument is None else argument
         if not isinstance(strategy, str) or not strategy.strip() or strategy != strategy.strip():
             raise ValueError(
                 f"fixed selector needs a strategy name such as 'fixed:oim', got {argument!r}"
             )
-        super().__init__(decisions=decisions, d_floor=d_floor)
+        checked = self.Options.parse(options)
+        super().__init__(checked)
         self.strategy = strategy
-        self.fallback = bool(fallback)
+        self.fallback = checked.fallback
 
     def select(self, decision: str, distance: float, candidates: Sequence[Candidate]) -> Selection:
         """Score the candidates, then choose :attr:`strategy` if it is eligible."""

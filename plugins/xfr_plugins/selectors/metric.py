@@ -35,10 +35,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from xfr.interfaces.selector import Selection
 from xfr.interfaces.vocabulary import DECISIONS, NEGATIVE, PAPER_STRATEGIES, POSITIVE
+from xfr.options import Options, option
 
 if TYPE_CHECKING:
     from xfr.explanation import Candidate
@@ -167,23 +169,29 @@ def none_eligible_reason(candidates: Sequence[Candidate]) -> str:
     return "no eligible strategy: " + "; ".join(f"{c.name}: {c.reason}" for c in candidates)
 
 
+@dataclass(frozen=True)
+class MetricOptions(Options):
+    """The options of the ``metric`` selector (eq. 1, eq. 2)."""
+
+    owner: ClassVar[str] = "metric"
+
+    decisions: Mapping[str, Collection[str]] | None = option(
+        None, help="the decisions each strategy explains, {name: ['positive', ...]}; None: the "
+        "paper's (N-IUM negative only; other strategies: both)")
+    d_floor: float = option(D_FLOOR, help="the smallest d divided by in eq. 1-2 (d = 0: "
+                            "identical embeddings)", low=0, low_open=True)
+
+
 class ScoringSelector:
     """What every SM+/SM- based selector shares: the strategies' decisions (``decisions``,
     default: the paper's, N-IUM negative only) and the smallest d divided by (``d_floor``), and
     the scoring of the candidates with eq. 1 or 2 (:func:`score_candidates`)."""
 
-    def __init__(
-        self,
-        *,
-        decisions: Mapping[str, Collection[str]] | None = None,
-        d_floor: float = D_FLOOR,
-    ) -> None:
-        if not (isinstance(d_floor, (int, float)) and math.isfinite(d_floor) and d_floor > 0):
-            raise ValueError(f"d_floor must be a finite number > 0, got {d_floor!r}")
+    def __init__(self, options: MetricOptions) -> None:
         self.decisions: Mapping[str, Collection[str]] = (
-            PAPER_DECISIONS if decisions is None else dict(decisions)
+            PAPER_DECISIONS if options.decisions is None else dict(options.decisions)
         )
-        self.d_floor = float(d_floor)
+        self.d_floor = float(options.d_floor)
 
     def score(
         self, decision: str, distance: float, candidates: Sequence[Candidate]
@@ -199,22 +207,19 @@ class ScoringSelector:
 class MetricSelector(ScoringSelector):
     """Picks the candidate with the largest SM+ (positive) or SM- (negative) score.
 
-    ``decisions`` maps strategy names to the decisions they explain (default: the paper's,
-    N-IUM negative only); ``d_floor`` is the smallest d divided by.
+    Options (:class:`MetricOptions`): ``decisions`` maps strategy names to the decisions they
+    explain (default: the paper's, N-IUM negative only); ``d_floor`` is the smallest d divided
+    by.
     """
 
     name = "metric"
+    #: The options, declared once (``xfr plugins --options metric``).
+    Options: ClassVar[type[MetricOptions]] = MetricOptions
 
-    def __init__(
-        self,
-        argument: str | None = None,
-        *,
-        decisions: Mapping[str, Collection[str]] | None = None,
-        d_floor: float = D_FLOOR,
-    ) -> None:
+    def __init__(self, argument: str | None = None, **options: Any) -> None:
         if argument:
             raise ValueError(f"the metric selector takes no argument, got 'metric:{argument}'")
-        super().__init__(decisions=decisions, d_floor=d_floor)
+        super().__init__(self.Options.parse(options))
 
     def select(self, decision: str, distance: float, candidates: Sequence[Candidate]) -> Selection:
         """Score every candidate (eq. 1 or 2) and choose the largest score."""
