@@ -125,7 +125,8 @@ def pil_to_array(im: Any, source: str = "PIL image") -> np.ndarray:
             # 16-bit files (PNG, TIFF) that PIL opens as 32-bit "I": 16-bit values.
             arr = arr.astype(np.uint16) if arr.max() > 255 else arr.astype(np.uint8)
         return to_uint8(arr, source, file_bits=16 if arr.dtype == np.uint16 else None)
-    return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    rgb: np.ndarray = np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    return rgb
 
 
 def to_uint8(arr: np.ndarray, source: str = "image", file_bits: int | None = None) -> np.ndarray:
@@ -284,9 +285,9 @@ def detect(image: np.ndarray, detector: str = "yunet") -> np.ndarray:
     _, faces = _detector(w, h).detect(bgr)
     if faces is None:
         return np.zeros((0, 15), dtype=np.float32)
-    faces = faces.astype(np.float32)
-    faces[:, :14] /= scale
-    return faces
+    scaled: np.ndarray = faces.astype(np.float32)
+    scaled[:, :14] /= scale
+    return scaled
 
 
 #: Faces whose detected box is larger than this (pixels) are detected again on the photo
@@ -344,7 +345,8 @@ def _refine(image: np.ndarray, face: np.ndarray, detector: str) -> np.ndarray:
     found = [p for s in REFINE_SIDES if (p := _detect_at(base, moved, s, detector)) is not None]
     if not found:
         return points
-    return ((np.mean(found, axis=0) + 0.5) / f - 0.5).astype(np.float32)
+    refined: np.ndarray = ((np.mean(found, axis=0) + 0.5) / f - 0.5).astype(np.float32)
+    return refined
 
 
 #: A warp that shrinks the face by more than this factor first shrinks the photo with area
@@ -440,8 +442,9 @@ def align_with_box(image: Any, *, multiple: str = "largest",
         name = f" in {image}" if isinstance(image, (str, os.PathLike)) else ""
         raise NoFaceError(f"no face found{name}")
     best = faces[np.argmax(faces[:, 2] * faces[:, 3])]
-    box = FaceBox(*(int(round(float(v))) for v in best[:4]), image_width=rgb.shape[1],
-                  image_height=rgb.shape[0], faces_found=len(faces))
+    x, y, width, height = (int(round(float(v))) for v in best[:4])
+    box = FaceBox(x, y, width, height, image_width=rgb.shape[1], image_height=rgb.shape[0],
+                  faces_found=len(faces))
     if len(faces) > 1:
         where = f"{image}: " if isinstance(image, (str, os.PathLike)) else ""
         if multiple == "error":
@@ -493,7 +496,8 @@ class AlignmentCache:
         cached = self._path(digest)
         if cached.exists():
             with Image.open(cached) as im:
-                return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+                rgb: np.ndarray = np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+                return rgb
         crop = align(path, multiple=multiple, detector=self.detector)
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp.png")

@@ -181,7 +181,8 @@ def done_before(out: Path, pair: BatchPair, model: str, config: str, figures: bo
     if (batch.get("model") != model or batch.get("configuration") != config
             or inputs.get("probe") != pair.probe or inputs.get("gallery") != pair.gallery):
         return None
-    return doc
+    found: dict[str, Any] = doc
+    return found
 
 
 # -- one chunk (runs on the engine's workers) -----------------------------------------------
@@ -308,7 +309,8 @@ def save_outcome(out: Path, pair: BatchPair, e: Any, seconds: float, model: str,
     e.notes["batch"] = {"model": model, "configuration": config,
                         "seconds": round(seconds, 6)}
     _, js = e.save(out, pair.stem, figure=figures)
-    return json.loads(js.read_text(encoding="utf-8"))
+    saved: dict[str, Any] = json.loads(js.read_text(encoding="utf-8"))
+    return saved
 
 
 class _Progress:

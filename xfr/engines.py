@@ -218,7 +218,8 @@ class RayEngine:
         import ray
 
         rows = [{"i": i, "item": pickle.dumps(item)} for i, item in enumerate(items)]
-        ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), 10_000))
+        ds: ray.data.Dataset = ray.data.from_items(rows,
+                                                   override_num_blocks=min(len(rows), 10_000))
         threads = max(1, int(self.num_cpus))
         device = "cuda" if self.num_gpus > 0 else None
         ds = ds.map_batches(

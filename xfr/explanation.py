@@ -40,7 +40,8 @@ def _array_to_json(a: np.ndarray | None) -> dict[str, Any] | None:
 def _array_from_json(d: dict[str, Any] | None) -> np.ndarray | None:
     if d is None:
         return None
-    return np.asarray(d["data"], dtype=np.dtype(d["dtype"])).reshape(d["shape"])
+    array: np.ndarray = np.asarray(d["data"], dtype=np.dtype(d["dtype"])).reshape(d["shape"])
+    return array
 
 
 @dataclass
@@ -274,6 +275,6 @@ class Explanation:
         png, js, npz = out / f"{stem}.png", out / f"{stem}.json", out / f"{stem}.npz"
         if figure:
             render_figure(self, png)
-        np.savez_compressed(npz, **self.arrays_dict())
+        np.savez_compressed(npz, **self.arrays_dict())  # type: ignore[arg-type]
         js.write_text(json.dumps(self.summary(npz.name, str(npz.resolve())), indent=1))
         return (png if figure else None), js

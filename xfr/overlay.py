@@ -9,7 +9,8 @@ import numpy as np
 def luminance(face: np.ndarray) -> np.ndarray:
     """ITU-R BT.601 luma of an ``(H, W, 3)`` uint8 RGB face, float in [0, 1]."""
     f = np.asarray(face, dtype=np.float32) / 255.0
-    return f[..., 0] * 0.299 + f[..., 1] * 0.587 + f[..., 2] * 0.114
+    luma: np.ndarray = f[..., 0] * 0.299 + f[..., 1] * 0.587 + f[..., 2] * 0.114
+    return luma
 
 
 def overlay(face: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) -> np.ndarray:

@@ -61,6 +61,9 @@ def step_fractions(steps: int) -> tuple[float, ...]:
     return tuple(round(float(x), 10) for x in np.linspace(0.0, 1.0, int(steps) + 1))
 
 
+#: Fractions of pixels, one per curve step: a sequence or a 1-D array.
+Fractions = Sequence[float] | np.ndarray
+
 DEFAULT_FRACTIONS: tuple[float, ...] = step_fractions(DEFAULT_STEPS)
 
 #: ``(kind, mode, decision) -> "lower" | "higher"``: which AUC is better (module docstring).
@@ -87,7 +90,7 @@ def better(kind: str, mode: str, decision: str) -> str:
                          f"{MODES}, decisions positive/negative") from None
 
 
-def check_fractions(fractions: Sequence[float]) -> np.ndarray:
+def check_fractions(fractions: Fractions) -> np.ndarray:
     """``fractions`` as a float array: increasing, within [0, 1], at least two."""
     f = np.asarray(fractions, dtype=np.float64)
     if f.ndim != 1 or len(f) < 2:
@@ -99,7 +102,7 @@ def check_fractions(fractions: Sequence[float]) -> np.ndarray:
     return f
 
 
-def auc(fractions: Sequence[float], values: np.ndarray) -> np.ndarray:
+def auc(fractions: Fractions, values: np.ndarray) -> np.ndarray:
     """Area under ``values`` (last axis) over the fraction axis, by the trapezoid rule.
 
     ``values`` is ``(S,)`` or ``(..., S)``; the result has the leading shape.
@@ -108,7 +111,8 @@ def auc(fractions: Sequence[float], values: np.ndarray) -> np.ndarray:
     y = np.asarray(values, dtype=np.float64)
     if y.shape[-1] != len(x):
         raise ValueError(f"values have {y.shape[-1]} steps, fractions {len(x)}")
-    return ((y[..., 1:] + y[..., :-1]) / 2 * np.diff(x)).sum(axis=-1)
+    area: np.ndarray = ((y[..., 1:] + y[..., :-1]) / 2 * np.diff(x)).sum(axis=-1)
+    return area
 
 
 def pixel_ranks(heatmaps: np.ndarray, seeds: Sequence[int]) -> np.ndarray:
@@ -132,12 +136,13 @@ def pixel_ranks(heatmaps: np.ndarray, seeds: Sequence[int]) -> np.ndarray:
     return ranks.reshape(n, h, w)
 
 
-def step_counts(fractions: Sequence[float], pixels: int) -> np.ndarray:
+def step_counts(fractions: Fractions, pixels: int) -> np.ndarray:
     """Pixels removed (deletion) or revealed (insertion) at each step: ``round(f * pixels)``."""
-    return np.rint(check_fractions(fractions) * pixels).astype(np.int64)
+    counts: np.ndarray = np.rint(check_fractions(fractions) * pixels).astype(np.int64)
+    return counts
 
 
-def perturbed(images: torch.Tensor, ranks: torch.Tensor, counts: Sequence[int],
+def perturbed(images: torch.Tensor, ranks: torch.Tensor, counts: Sequence[int] | np.ndarray,
               mode: str) -> torch.Tensor:
     """``(N, S, C, H, W)``: ``images`` ``(N, C, H, W)`` with the top-``counts[s]`` pixels of
     ``ranks`` ``(N, H, W)`` zeroed (deletion) or with only those pixels kept (insertion)."""
@@ -174,7 +179,7 @@ def _embed_steps(verifier: Any, images: torch.Tensor, ranks: torch.Tensor, count
 
 def curve_distances(verifier: Any, probes: torch.Tensor, galleries: torch.Tensor,
                     probe_maps: np.ndarray, gallery_maps: np.ndarray | None = None, *,
-                    fractions: Sequence[float] = DEFAULT_FRACTIONS, mode: str = "deletion",
+                    fractions: Fractions = DEFAULT_FRACTIONS, mode: str = "deletion",
                     seeds: Sequence[int] | None = None, batch_size: int = 512,
                     embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
                     blank: torch.Tensor | None = None) -> np.ndarray:
@@ -218,7 +223,8 @@ def curve_distances(verifier: Any, probes: torch.Tensor, galleries: torch.Tensor
         steps_g = _embed_steps(verifier, galleries, ranks_g, counts, mode, batch_size, e_g, blank)
     d = verifier.distance(steps_p.reshape(n * len(counts), -1),
                           steps_g.reshape(n * len(counts), -1).to(steps_p.dtype))
-    return d.reshape(n, len(counts)).double().cpu().numpy()
+    distances: np.ndarray = d.reshape(n, len(counts)).double().cpu().numpy()
+    return distances
 
 
 def rate_curve(distances: np.ndarray, threshold: float, positive: bool) -> np.ndarray:
@@ -230,7 +236,7 @@ def rate_curve(distances: np.ndarray, threshold: float, positive: bool) -> np.nd
     return (accepted if positive else ~accepted).astype(np.float64)
 
 
-def unperturbed_step(fractions: Sequence[float], mode: str) -> int | None:
+def unperturbed_step(fractions: Fractions, mode: str) -> int | None:
     """Index of the step at which the pair is unperturbed (deletion: fraction 0, insertion:
     fraction 1), or ``None`` when the fractions do not include it."""
     f = check_fractions(fractions)

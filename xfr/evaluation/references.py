@@ -87,14 +87,16 @@ def center_blob(size: tuple[int, int], sigma: float = CENTER_BLOB_SIGMA) -> np.n
     y = np.arange(h, dtype=np.float64) - (h - 1) / 2
     x = np.arange(w, dtype=np.float64) - (w - 1) / 2
     g = np.exp(-(y[:, None] ** 2 + x[None, :] ** 2) / (2 * sigma**2))
-    return (g / g.max()).astype(np.float32)
+    blob: np.ndarray = (g / g.max()).astype(np.float32)
+    return blob
 
 
 def center_blob_maps(n: int, size: tuple[int, int],
                      sigma: float = CENTER_BLOB_SIGMA) -> np.ndarray:
     """``center-blob``: the same centred Gaussian on both faces of ``n`` pairs;
     ``(N, 2, H, W)``."""
-    return np.broadcast_to(center_blob(size, sigma), (n, 2, *size)).copy()
+    maps: np.ndarray = np.broadcast_to(center_blob(size, sigma), (n, 2, *size)).copy()
+    return maps
 
 
 def reference_maps(name: str, keys: Sequence[str], seed: int,
@@ -140,4 +142,5 @@ def spatial_spread(heatmaps: np.ndarray) -> np.ndarray:
     cx = (mass * xx.ravel()).sum(1) / total
     var = (mass * ((yy.ravel()[None] - cy[:, None]) ** 2
                    + (xx.ravel()[None] - cx[:, None]) ** 2)).sum(1) / total
-    return np.sqrt(var / 2)
+    spread: np.ndarray = np.sqrt(var / 2)
+    return spread

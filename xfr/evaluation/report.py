@@ -350,7 +350,7 @@ def _style(label: str, r: dict[str, Any]) -> tuple[Any, str, str]:
     attention dashed), greys dotted for the references, other colours for the baselines."""
     import matplotlib
 
-    palette = matplotlib.colormaps["tab10"].colors
+    palette = matplotlib.colormaps["tab10"].colors  # type: ignore[attr-defined]
     generators = r["generators"]
     doc = r.get("labels", {}).get(label, {})
     method = doc.get("method", label)

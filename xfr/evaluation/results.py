@@ -204,7 +204,8 @@ def model_record(spec: Any, verifier: Any, fingerprint: str) -> dict[str, Any]:
     if config is not None:
         from dataclasses import asdict, is_dataclass
 
-        doc["config"] = asdict(config) if is_dataclass(config) else str(config)
+        doc["config"] = (asdict(config) if is_dataclass(config) and not isinstance(config, type)
+                         else str(config))
     return doc
 
 

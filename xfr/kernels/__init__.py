@@ -133,10 +133,10 @@ def _size2(size: Any, name: str) -> tuple[int, int]:
 def _sigma(sigma: Any) -> float:
     if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real):
         raise TypeError(f"sigma must be a number, got {sigma!r}")
-    sigma = float(sigma)
-    if not (math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a finite number > 0, got {sigma}")
-    return sigma
+    value = float(sigma)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"sigma must be a finite number > 0, got {value}")
+    return value
 
 
 def _choice(value: Any, name: str, options: tuple[str, ...]) -> str:
@@ -294,7 +294,8 @@ def combine(a: ArrayT, b: ArrayT, op: SetOperation) -> ArrayT:
     y, _ = _masks(b, "b", kind)
     _same_shapes(("a", x), ("b", y))
     out = _native().combine(x, y, op) if kind == "numpy" else _torch_impl().combine(x, y, op)
-    return out[0] if single else out
+    result: ArrayT = out[0] if single else out
+    return result
 
 
 def combine_maps(
@@ -322,7 +323,8 @@ def combine_maps(
     _same_shapes(("map_p", a1), ("map_g", a2), ("mask_p", b1), ("mask_g", b2))
     impl = _native() if kind == "numpy" else _torch_impl()
     out = impl.combine_maps(a1, a2, b1, b2, op)
-    return out[0] if single else out
+    result: ArrayT = out[0] if single else out
+    return result
 
 
 def dilate(
@@ -347,7 +349,8 @@ def dilate(
         out = _native().dilate(m, w, h, shape)
     else:
         out = _torch_impl().dilate(m, w, h, shape)
-    return out[0] if single else out
+    result: ArrayT = out[0] if single else out
+    return result
 
 
 def gaussian(
@@ -378,7 +381,8 @@ def gaussian(
         out = _native().gaussian(m, size, sigma, centre)
     else:
         out = _torch_impl().gaussian(m, size, sigma, centre)
-    return out[0] if single else out
+    result: ArrayT = out[0] if single else out
+    return result
 
 
 def smooth_heatmap(
@@ -411,7 +415,8 @@ def smooth_heatmap(
         out = _native().smooth_heatmap(m, w, h, size, sigma, centre)
     else:
         out = _torch_impl().smooth_heatmap(m, w, h, size, sigma, centre)
-    return out[0] if single else out
+    result: ArrayT = out[0] if single else out
+    return result
 
 
 def gaussian_kernel(
@@ -426,7 +431,8 @@ def gaussian_kernel(
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
     centre = _choice(centre, "centre", _CENTRES)  # type: ignore[assignment]
-    return _native().gaussian_kernel(size, _sigma(sigma), centre)
+    taps: np.ndarray = _native().gaussian_kernel(size, _sigma(sigma), centre)
+    return taps
 
 
 def structuring_element(
@@ -435,6 +441,7 @@ def structuring_element(
 ) -> np.ndarray:
     """The structuring element of :func:`dilate`: bool ``[height, width]``, equal to
     ``cv2.getStructuringElement(cv2.MORPH_ELLIPSE or MORPH_RECT, (width, height))``."""
-    shape = _choice(shape, "shape", _SHAPES)
+    name = _choice(shape, "shape", _SHAPES)
     w, h = _size2(size, "size")
-    return _native().structuring_element(shape, w, h).astype(bool)
+    element: np.ndarray = _native().structuring_element(name, w, h).astype(bool)
+    return element

@@ -121,7 +121,8 @@ def build_face_set(files: Sequence[tuple[str, Path]], cache_dir: str | Path, *,
     keep = np.flatnonzero(ok)
     names = sorted({n for n, _ in files if n})
     name_id = {n: i for i, n in enumerate(names)}
-    labels = np.array([name_id[files[i][0]] if files[i][0] else -1 for i in keep], dtype=np.int64)
+    labels = np.array([name_id[files[int(i)][0]] if files[int(i)][0] else -1 for i in keep],
+                      dtype=np.int64)
     final = np.lib.format.open_memmap(cache / "crops.npy.tmp", mode="w+", dtype=np.uint8,
                                       shape=(len(keep), CROP_SIZE, CROP_SIZE, 3))
     for s in range(0, len(keep), 1024):
@@ -153,7 +154,8 @@ def teacher_embeddings(face_set: FaceSet, cache_dir: str | Path, teacher_name: s
     kind = "" if mirror else "_nomirror"
     out = Path(cache_dir) / f"teacher_{teacher_name}{kind}_{key}.npy"
     if out.exists():
-        return np.load(out)
+        cached: np.ndarray = np.load(out)
+        return cached
     partial = out.with_suffix(".partial.npz")
     done: list[np.ndarray] = []
     if partial.exists():

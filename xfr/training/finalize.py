@@ -56,7 +56,8 @@ def pair_distances(verifier: object, pairs: Sequence[Pair], cache: str | Path,
         ]
     )
     d = verifier.distance(emb[a], emb[b])  # type: ignore[attr-defined]
-    return d.double().cpu().numpy()
+    distances: np.ndarray = d.double().cpu().numpy()
+    return distances
 
 
 def learning_curve(checkpoint: str | Path) -> list[dict[str, float]]:
@@ -132,7 +133,7 @@ def finalize(
     model_dir = Path(model_dir)
     cfg_file = model_dir / "config.json"
     config = json.loads(cfg_file.read_text())
-    prov = config["architecture"].setdefault("provenance", {})
+    prov: dict[str, Any] = config["architecture"].setdefault("provenance", {})
     ev = prov.setdefault("evaluation", {})
     calibration = calibration_folds(prov)  # checked before any model pass
     folds = ev.get("folds", [9, 10])
@@ -166,7 +167,7 @@ def finalize(
     sample = [row[id(p)] for p in fixed_sample(pairs, folds)]
     ev["sample200_accuracy"] = accuracy_at(d_held[sample], same[sample], th)
     ev["sample200_accuracy_gray"] = accuracy_at(d_gray[sample], same[sample], th)
-    prov["parameters"] = sum(p.numel() for p in verifier.backbone.parameters())  # type: ignore[attr-defined]
+    prov["parameters"] = sum(p.numel() for p in verifier.backbone.parameters())
     prov["hardware"] = f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU"
     if checkpoint is not None:
         prov["learning_curve"] = learning_curve(checkpoint)

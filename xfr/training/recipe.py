@@ -215,7 +215,7 @@ def run_default_recipe(*, student_factory: Callable[..., object],
     data = TrainData(data.crops, labels, data.teacher)
     arch = dict(DEFAULT_ARCHITECTURE if architecture is None else architecture)
     # without an identity loss the student carries no head (nothing would train it)
-    use_head = float((train_config or {}).get("cosface_weight", 0.05)) > 0
+    use_head = float((train_config or {}).get("cosface_weight", 0.05)) > 0  # type: ignore[arg-type]
     arch["num_classes"] = n_classes if use_head else 0
     student = student_factory(**arch)
     if init_from is not None:

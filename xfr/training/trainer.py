@@ -95,7 +95,10 @@ def _affine(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Te
     """Random rotation (+-``cfg.rotate`` degrees), scale (1 +- ``cfg.scale``) and shift
     (+-``cfg.shift`` px) about the crop centre, bilinear, borders repeated."""
     n, _, h, w = x.shape
-    u = lambda: 2 * torch.rand(n, generator=gen) - 1  # noqa: E731 - one uniform draw in -1..1
+
+    def u() -> torch.Tensor:  # one uniform draw in -1..1 per image
+        return 2 * torch.rand(n, generator=gen) - 1
+
     angle = torch.deg2rad(cfg.rotate * u())
     zoom = 1 + cfg.scale * u()
     tx, ty = 2 * cfg.shift * u() / w, 2 * cfg.shift * u() / h
@@ -109,7 +112,10 @@ def _colour(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Te
     """Brightness and contrast (+-``cfg.jitter``), saturation and per-channel gain
     (+-``cfg.jitter / 2``: other white balances and cameras)."""
     n = x.shape[0]
-    u = lambda *shape: 2 * torch.rand(n, *shape, generator=gen) - 1  # noqa: E731
+
+    def u(*shape: int) -> torch.Tensor:
+        return 2 * torch.rand(n, *shape, generator=gen) - 1
+
     grey = to_grayscale(x)
     x = grey + (x - grey) * (1 + cfg.jitter * u(1, 1, 1))  # saturation
     x = x * (1 + 0.5 * cfg.jitter * u(3, 1, 1))  # channel gains
@@ -140,7 +146,10 @@ def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
                                [cv2.IMWRITE_JPEG_QUALITY, quality])
         if not ok:
             raise RuntimeError("OpenCV could not encode a training view as JPEG")
-        out.append(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
+        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        if decoded is None:
+            raise RuntimeError("OpenCV could not decode a training view's JPEG")
+        out.append(decoded[..., ::-1])
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float()
 
 

@@ -56,7 +56,7 @@ def _declared(factory: Any, options: str) -> Any:
     def declaration() -> type:
         from xfr_plugins.attention import options as module
 
-        return getattr(module, options)  # type: ignore[no-any-return]
+        return getattr(module, options)
 
     factory.xfr_options = declaration
     return factory

@@ -41,5 +41,5 @@ class NoGradLRP(RelevanceGenerator):
             cams[i] = r_probs.clamp(min=0).mean(dim=1)  # clamp each head, then average
 
         propagate(verifier.backbone, trace, target_readout, alpha=self.alpha,
-                  start=self.start, on_attention=keep)  # type: ignore[arg-type]
+                  start=self.start, on_attention=keep)
         return cls_rollout(cams)[:, trace.num_prefix:]

@@ -64,5 +64,5 @@ class ViTLRP(RelevanceGenerator):
             grads[i] = torch.empty(0)  # release as we go
 
         propagate(verifier.backbone, trace, target_readout, alpha=self.alpha,
-                  start=self.start, on_attention=combine)  # type: ignore[arg-type]
+                  start=self.start, on_attention=combine)
         return cls_rollout(cams)[:, trace.num_prefix:]

@@ -38,14 +38,14 @@ EXPLAINERS: dict[str, tuple[str, str, str, str]] = {
 def explainer_class(name: str) -> type:
     """The class of the built-in explainer ``name`` (imports its module)."""
     module, cls, _, _ = EXPLAINERS[name]
-    return getattr(importlib.import_module(f"xfr_plugins.explainers.{module}"), cls)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(f"xfr_plugins.explainers.{module}"), cls)
 
 
 def options_class(name: str) -> type:
     """The options declaration of the built-in explainer ``name``."""
     from xfr_plugins.explainers import options
 
-    return getattr(options, EXPLAINERS[name][2])  # type: ignore[no-any-return]
+    return getattr(options, EXPLAINERS[name][2])
 
 
 def _describe(factory: Callable[..., Any], name: str) -> Callable[..., Any]:

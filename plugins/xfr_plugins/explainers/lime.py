@@ -36,6 +36,7 @@ per call.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -117,7 +118,7 @@ class LIMEExplainer(PerturbationExplainer):
             keep = torch.as_tensor(z[a:b][:, seg], dtype=img.dtype, device=img.device)
             return img[None] * keep[:, None]
 
-        sources = [Source(n, lambda a, b, k=k: build(k, a, b)) for k in range(len(jobs))]
+        sources = [Source(n, partial(build, k)) for k in range(len(jobs))]
         ys = [np.empty(n) for _ in jobs]
         bar = make_progress(opts["progress"], n * len(jobs), f"{self.name} samples")
         try:

@@ -45,7 +45,9 @@ batched verifier calls (``batch_size`` images each).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -117,6 +119,17 @@ class _Procedure:
     candidates: np.ndarray | None = None
 
 
+def _current(q: _Procedure, start: int, stop: int) -> torch.Tensor:
+    """A procedure's current image as a batch of one (the score a Plus run starts from)."""
+    return q.current[None]
+
+
+def _select(build: Callable[[_Procedure, np.ndarray], torch.Tensor], q: _Procedure,
+            idx: np.ndarray, start: int, stop: int) -> torch.Tensor:
+    """Images ``start..stop-1`` of one round of ``q``: its candidates ``idx[start:stop]``."""
+    return build(q, idx[start:stop])
+
+
 class MinPlusExplainer(PerturbationExplainer):
     """MinPlus saliency for face verification [Me22]; see the module docstring."""
 
@@ -176,7 +189,7 @@ class MinPlusExplainer(PerturbationExplainer):
 
         # Plus starts: one batched call for all of them.
         plus = [q for q in procs if q.kind == "plus"]
-        start_sources = [Source(1, lambda a, b, q=q: q.current[None]) for q in plus]
+        start_sources = [Source(1, partial(_current, q)) for q in plus]
         for k, _a, _b, e in stream_embeddings(embedder, start_sources):
             q = plus[k]
             q.score = float(scores(e, q.pair.target(q.side))[0])
@@ -212,7 +225,7 @@ class MinPlusExplainer(PerturbationExplainer):
                         idx = np.arange(len(positions))
                     q.candidates = idx
                     sources.append(
-                        Source(len(idx), lambda a, b, q=q, idx=idx: build(q, idx[a:b]))
+                        Source(len(idx), partial(_select, build, q, idx))
                     )
                     owners.append(q)
                 pieces: list[list[torch.Tensor]] = [[] for _ in owners]

@@ -32,7 +32,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -123,7 +123,7 @@ def strategy_names(options: PaperOptions) -> dict[Decision, tuple[str, ...]]:
     """The candidate strategies of each decision that ``options`` name: ``strategies`` (or the
     paper's, Sec. 3.2-3.3), and the strategy of a ``fixed:NAME`` selector, which becomes a
     candidate (docs/hooks.md: a third-party strategy is selected by naming it)."""
-    chosen = options.strategies
+    chosen = cast("dict[Decision, tuple[str, ...]] | None", options.strategies)  # normalised
     fixed = fixed_strategy(options.selector)
     out: dict[Decision, tuple[str, ...]] = {}
     for decision in DECISIONS:
@@ -466,8 +466,8 @@ class PaperExplainer:
                      if self.target == "similarity" else None)
         # what "auto" resolves to on this verifier, as the generators resolve it
         target = resolve_target(verifier, decided.probe_embeddings[:1], self.target)
-        maps = self.generator(verifier, faces, target=self.target, reference=reference)
-        maps = np.ascontiguousarray(_as_numpy(maps), dtype=np.float32)
+        given = self.generator(verifier, faces, target=self.target, reference=reference)
+        maps = np.ascontiguousarray(_as_numpy(given), dtype=np.float32)
         fault = self._fault("attention", self._generator_name())
         expected = (faces.shape[0], *faces.shape[-2:])
         if maps.shape != expected:

@@ -35,6 +35,7 @@ verifier calls per pair (20,000 with the defaults).
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -114,7 +115,7 @@ class RISEExplainer(PerturbationExplainer):
             img = p.image(side)
             return img[None] * m.to(img.dtype)[:, None]
 
-        sources = [Source(n, lambda a, b, k=k: build(k, a, b)) for k in range(len(jobs))]
+        sources = [Source(n, partial(build, k)) for k in range(len(jobs))]
         sum_sm = [np.zeros((size, size)) for _ in jobs]
         sum_m = [np.zeros((size, size)) for _ in jobs]
         sum_s = [0.0 for _ in jobs]

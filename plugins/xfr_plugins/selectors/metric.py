@@ -158,7 +158,7 @@ def best(candidates: Sequence[Candidate]) -> Candidate | None:
     """The eligible candidate with the largest score, the first one on ties."""
     winner: Candidate | None = None
     for c in candidates:
-        if c.eligible and c.score is not None and (winner is None or c.score > winner.score):  # type: ignore[operator]
+        if c.eligible and c.score is not None and (winner is None or c.score > winner.score):
             winner = c
     return winner
 

@@ -254,7 +254,7 @@ class FaceViTVerifier:
 
     @property
     def grid_size(self) -> tuple[int, int]:
-        return tuple(self.model.backbone.patch_embed.grid_size)  # type: ignore[return-value]
+        return tuple(self.model.backbone.patch_embed.grid_size)
 
     @property
     def device(self) -> torch.device:

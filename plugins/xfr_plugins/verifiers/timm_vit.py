@@ -90,7 +90,7 @@ def _triple(value: Any, what: str) -> tuple[float, float, float]:
         raise ValueError(f"{what} must have 3 values (RGB), got {value!r}")
     if what == "std" and any(v <= 0 for v in vals):
         raise ValueError(f"std must be positive, got {value!r}")
-    return vals  # type: ignore[return-value]
+    return vals
 
 
 class TimmViTVerifier:
