@@ -74,6 +74,7 @@ __all__ = [
     "PaperExplainer",
     "PaperOptions",
     "Smoothing",
+    "StageClock",
     "embed_in_chunks",
     "fill_images",
     "fixed_strategy",
@@ -277,8 +278,9 @@ class Attended:
         return self.maps[i], self.maps[n + i], self.masks[i], self.masks[n + i]
 
 
-class _StageClock:
-    """Wall time per pipeline stage (shared by the pairs of one batch)."""
+class StageClock:
+    """Wall time per pipeline stage (shared by the pairs of one batch): each step of
+    :class:`PaperExplainer` given one calls :meth:`lap` with its stage's name when done."""
 
     def __init__(self) -> None:
         self._last = time.perf_counter()
@@ -381,7 +383,7 @@ class PaperExplainer:
         (``generator``, ``generator_options``, ``strategies``, ``selector``) are built in the
         registry that built this explainer; one given its parts without a registry can change
         the others only."""
-        if self.registry is not None:
+        if self.registry is not None and self.spec is not None:
             return self.from_options(self.registry, self.spec, **changes)
         unknown = set(changes) - set(PaperOptions.names())
         if unknown:
@@ -422,7 +424,7 @@ class PaperExplainer:
         probes, galleries = check_face_pairs(
             probes, galleries, getattr(verifier, "input_size", None))
         self.check_verifier(verifier)
-        clock = _StageClock()
+        clock = StageClock()
         decided = self.decide(verifier, probes.float(), galleries.float(), clock)
         attended = self.attend(verifier, decided, clock)
         candidates = self.candidates(verifier, decided, attended, clock)
@@ -439,7 +441,7 @@ class PaperExplainer:
 
     # -- the steps of Sec. 3 ----------------------------------------------------------------
     def decide(self, verifier: Any, probes: torch.Tensor, galleries: torch.Tensor,
-               clock: _StageClock | None = None) -> Decided:
+               clock: StageClock | None = None) -> Decided:
         """Step 1 (Sec. 3.1): embed both faces of every pair in one pass; the decision is
         positive when the distance is below the verifier's threshold."""
         faces = torch.cat([probes, galleries])
@@ -454,7 +456,7 @@ class PaperExplainer:
         return decided
 
     def attend(self, verifier: Any, decided: Decided,
-               clock: _StageClock | None = None) -> Attended:
+               clock: StageClock | None = None) -> Attended:
         """Step 2 (Sec. 3.1): the generator's attention map of every face (one call), checked,
         and each map's Otsu mask (:func:`xfr.kernels.otsu`)."""
         from xfr import kernels
@@ -483,7 +485,7 @@ class PaperExplainer:
         return attended
 
     def candidates(self, verifier: Any, decided: Decided, attended: Attended,
-                   clock: _StageClock | None = None) -> list[list[Candidate]]:
+                   clock: StageClock | None = None) -> list[list[Candidate]]:
         """Step 3 (Sec. 3.2-3.3): for every strategy some pair needs, its mask removed from
         both faces; all masked faces through the verifier in one pass; per pair, one
         :class:`~xfr.explanation.Candidate` per strategy of its decision with the removed area
@@ -527,7 +529,7 @@ class PaperExplainer:
         return out
 
     def select(self, decided: Decided, i: int, candidates: Sequence[Candidate],
-               clock: _StageClock | None = None) -> Selection:
+               clock: StageClock | None = None) -> Selection:
         """Step 4 (eq. 1-2): the selector scores pair ``i``'s candidates and chooses one (or
         none, saying why); a choice outside the candidates is the selector's fault."""
         selection = self.selector.select(decided.decisions[i], float(decided.distances[i]),
@@ -543,7 +545,7 @@ class PaperExplainer:
 
     def smooth(self, strategy: str | None,
                pair: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-               clock: _StageClock | None = None) -> np.ndarray | None:
+               clock: StageClock | None = None) -> np.ndarray | None:
         """Step 5 (Sec. 3.1): the chosen ``strategy``'s heatmap values of one pair (its maps
         and masks, :meth:`Attended.pair`), smoothed; the same map for both faces, ``(2, H,
         W)``. ``None`` when no strategy was chosen."""
