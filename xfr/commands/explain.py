@@ -174,4 +174,7 @@ def run(args: argparse.Namespace) -> int:
                 print(line)
             print(f"  wrote {png}, {js} and {js.with_suffix('.npz')}")
         sys.stdout.flush()
+    from xfr.commands.report import write_after
+
+    write_after(out)
     return 0
