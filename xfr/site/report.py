@@ -129,7 +129,8 @@ def collect(directory: Path) -> list[PairRow]:
         if not stem or stem in seen:
             continue
         seen.add(stem)
-        row = PairRow(stem=stem, order=int(_float(s.get("index")) or i),
+        index = _float(s.get("index"))
+        row = PairRow(stem=stem, order=int(index) if index is not None else i,
                       probe=s.get("probe") or "", gallery=s.get("gallery") or "",
                       status=s.get("status") or "ok", decision=s.get("decision") or None,
                       distance=_float(s.get("distance")), threshold=_float(s.get("threshold")),

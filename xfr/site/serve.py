@@ -149,6 +149,9 @@ class Service:
         self._own_workdir = settings.workdir is None
         self.workdir = Path(settings.workdir or tempfile.mkdtemp(prefix="xfr-serve-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
+        #: One folder per result (``/r/<id>/``); the assets are in ``workdir/assets``.
+        self.results = self.workdir / "results"
+        self.results.mkdir(exist_ok=True)
         self.model_lock = threading.Lock()
         self._files_lock = threading.Lock()
         self.env = None
@@ -167,10 +170,10 @@ class Service:
     def new_folder(self) -> tuple[str, Path]:
         """A fresh result folder; the oldest beyond ``keep`` are removed."""
         rid = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
-        folder = self.workdir / rid
+        folder = self.results / rid
         folder.mkdir(parents=True)
         with self._files_lock:
-            folders = sorted((p for p in self.workdir.iterdir() if p.is_dir()),
+            folders = sorted((p for p in self.results.iterdir() if p.is_dir()),
                              key=lambda p: p.stat().st_mtime)
             for old in folders[: max(0, len(folders) - self.settings.keep)]:
                 if old != folder:
@@ -310,7 +313,7 @@ def create_app(settings: ServeSettings, choices: Choices | None = None) -> Any:
     app = Starlette(routes=[
         Route("/", form), Route("/health", health), Route("/explain", explain, methods=["POST"]),
         Mount("/assets", app=StaticFiles(directory=assets), name="assets"),
-        Mount("/r", app=StaticFiles(directory=service.workdir, html=True), name="results"),
+        Mount("/r", app=StaticFiles(directory=service.results, html=True), name="results"),
     ], lifespan=lifespan)
     app.state.service = service
     return app
