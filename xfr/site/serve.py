@@ -21,6 +21,7 @@ import shutil
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,10 +154,21 @@ class Service:
         self.results = self.workdir / "results"
         self.results.mkdir(exist_ok=True)
         self.model_lock = threading.Lock()
+        #: The one thread that runs the model passes and writes the pages: the requests wait
+        #: their turn anyway (the lock), and one thread keeps the allocator's memory flat
+        #: (each thread that allocates gets its own malloc arena, which grows and stays).
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xfr-model")
         self._files_lock = threading.Lock()
         self.env = None
 
+    async def run(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` on the model thread, awaited."""
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
     def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -281,8 +293,8 @@ def create_app(settings: ServeSettings, choices: Choices | None = None) -> Any:
             probe, probe_name = await read_photo(form_data, "probe", folder)
             gallery, gallery_name = await read_photo(form_data, "gallery", folder)
             try:
-                e = await run_in_threadpool(service.explain, probe, gallery, verifier, method,
-                                            generator, selector)
+                e = await service.run(service.explain, probe, gallery, verifier, method,
+                                      generator, selector)
             except (UserError, ValueError, OSError) as exc:
                 text = " ".join(str(exc).split())
                 for path, name in ((probe, probe_name), (gallery, gallery_name)):
@@ -295,7 +307,7 @@ def create_app(settings: ServeSettings, choices: Choices | None = None) -> Any:
                                 home={"href": "/", "text": "explain another pair"},
                                 env=service.environment(), extra={"assets": "/assets"})
 
-            await run_in_threadpool(page)
+            await service.run(page)
         except FormError as exc:
             return HTMLResponse(service.render_form(str(exc), values), status_code=exc.status)
         except Exception as exc:  # a bug: said in one line, logged on the server's stderr
