@@ -78,12 +78,11 @@ def test_explain_demo_writes_the_report(tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "demo"
     assert main(["explain", "--demo", "-o", str(out)]) == 0
-    err = capsys.readouterr().err
-    assert f"xfr: HTML report: {out / 'report' / 'index.html'}" in err
+    assert f"report: {out / 'report' / 'index.html'}" in capsys.readouterr().out
     index = (out / "report" / "index.html").read_text()
     for stem in ("demo_1", "demo_2"):
         page = (out / "report" / f"pair-{stem}.html").read_text()
-        assert "aligned 112x112 crop or an array" in page  # the demo's inputs are arrays
+        assert "the input was an array, not a file" in page  # the demo's inputs are arrays
         assert f"pair-{stem}.html" in index
     assert 'id="next"' in (out / "report" / "pair-demo_1.html").read_text()
 
@@ -157,7 +156,7 @@ def test_evaluate_writes_the_report_and_pair_pages_show_its_curves(
                  str(tmp_path / "images"), "--verifier", str(tmp_path / "model"),
                  "--methods", "paper,random-shared", "--generators", "rollout",
                  "--bootstrap", "50", "--no-progress", "--out", str(out)]) == 0
-    assert "xfr: HTML report:" in capsys.readouterr().err
+    assert f"report: {out / 'report' / 'index.html'}" in capsys.readouterr().out
     page = (out / "report" / "evaluation.html").read_text()
     assert "Table 1" in page and "deletion_positive.png" in page
     assert (out / "report" / "img" / "evaluation" / "deletion_positive.png").is_file()

@@ -176,5 +176,5 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     from xfr.commands.report import write_after
 
-    write_after(out)
+    write_after(out, quiet=args.json)
     return 0

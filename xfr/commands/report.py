@@ -35,10 +35,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_after(directory: Path) -> None:
+def write_after(directory: Path, quiet: bool = False) -> None:
     """Write the report of ``directory`` at the end of another command (``xfr explain``,
-    ``xfr evaluate``) and say where; a report that cannot be written is a warning, never a
-    failure of the command that made the results."""
+    ``xfr evaluate``) and say where on stdout (unless ``quiet``: ``xfr explain --json`` keeps
+    stdout for its JSON; the report is then in ``DIR/report/index.html`` all the same); a
+    report that cannot be written is a warning, never a failure of the command that made the
+    results."""
     import sys
 
     from xfr.errors import UserError
@@ -50,4 +52,5 @@ def write_after(directory: Path) -> None:
     except (UserError, OSError, ValueError) as exc:
         print(f"xfr: warning: no HTML report: {exc}", file=sys.stderr)
         return
-    print(f"xfr: HTML report: {index}", file=sys.stderr)
+    if not quiet:
+        print(f"report: {index}")

@@ -268,8 +268,12 @@ def pair_images(e: Any, img: Path, prefix: str) -> dict[str, Any]:
                  if isinstance(box, dict) and isinstance(path, str) else None)
         s["photo"] = put(photo, f"{side}-photo.png") if photo is not None else None
         if s["photo"] is None:
-            s["photo_note"] = ("the input was an aligned 112x112 crop or an array"
-                               if not isinstance(box, dict) else f"photo file not found: {path}")
+            if not isinstance(path, str) or path.startswith("<"):
+                s["photo_note"] = "the input was an array, not a file"
+            elif not isinstance(box, dict):
+                s["photo_note"] = "the input was an aligned 112x112 crop"
+            else:
+                s["photo_note"] = f"photo file not found: {path}"
         if e.faces is not None:
             s["face"] = put(e.faces[i], f"{side}-face.png")
             s["gray"] = put(images.gray(e.faces[i]), f"{side}-gray.png")
