@@ -23,7 +23,7 @@ COLUMNS = {  # impl -> column title
 NOTES = {
     "otsu": "cv2.threshold(OTSU) / skimage threshold_otsu, each on uint8(255 map)",
     "combine": "cv2.bitwise_and / np.logical_and",
-    "strategy_heatmap": "UM with cv2.multiply/add / NumPy where",
+    "combine_maps": "union (UM) with cv2.multiply/add / NumPy where",
     "dilate": "cv2.dilate / ndi.maximum_filter, 8x8 ellipse",
     "gaussian": "cv2.filter2D (2-D kernel) / cv2.sepFilter2D / ndi.correlate1d x2, size 56",
     "smooth_heatmap": "normalize -> dilate -> filter2D or sepFilter2D -> normalize; SciPy same",

@@ -86,8 +86,8 @@ IMPLS: dict[str, dict[str, Callable[[dict[str, np.ndarray]], Any]]] = {
             for x, y in zip(d["b1"], d["b2"], strict=True)]).view(bool),
         "numpy": lambda d: np.logical_and(d["b1"], d["b2"]),
     },
-    "strategy_heatmap": {
-        "xfr": lambda d: kernels.strategy_heatmap(d["a1"], d["a2"], d["b1"], d["b2"], "um"),
+    "combine_maps": {
+        "xfr": lambda d: kernels.combine_maps(d["a1"], d["a2"], d["b1"], d["b2"], "or"),
         "opencv": lambda d: np.stack([
             _opencv_um(a1, a2, b1, b2)
             for a1, a2, b1, b2 in zip(d["a1"], d["a2"], d["b1"], d["b2"], strict=True)]),

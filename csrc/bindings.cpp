@@ -58,6 +58,14 @@ xfr::Element element_of(const std::string& shape) {
   throw py::value_error("shape must be 'ellipse' or 'rect', got '" + shape + "'");
 }
 
+// "and", "or", "xor": intersection, union, symmetric difference of two masks.
+xfr::SetOp set_op_of(const std::string& op) {
+  if (op == "and") return xfr::SetOp::Intersection;
+  if (op == "or") return xfr::SetOp::Union;
+  if (op == "xor") return xfr::SetOp::SymmetricDifference;
+  throw py::value_error("op must be 'and', 'or' or 'xor', got '" + op + "'");
+}
+
 xfr::KernelCentre centre_of(const std::string& centre) {
   if (centre == "opencv") return xfr::KernelCentre::Middle;
   if (centre == "authors") return xfr::KernelCentre::Authors;
@@ -115,11 +123,7 @@ PYBIND11_MODULE(_kernels, m) {
   m.def(
       "combine",
       [](const py::array& a, const py::array& b, const std::string& op) {
-        xfr::SetOp set_op;
-        if (op == "and") set_op = xfr::SetOp::And;
-        else if (op == "or") set_op = xfr::SetOp::Or;
-        else if (op == "xor") set_op = xfr::SetOp::Xor;
-        else throw py::value_error("op must be 'and', 'or' or 'xor', got '" + op + "'");
+        const xfr::SetOp set_op = set_op_of(op);
         const xfr::Dims d = mask_dims(a, "a");
         same(d, mask_dims(b, "b"), "a", "b");
         py::array_t<bool> out = new_masks(d);
@@ -133,14 +137,10 @@ PYBIND11_MODULE(_kernels, m) {
       py::arg("a"), py::arg("b"), py::arg("op"));
 
   m.def(
-      "strategy_heatmap",
+      "combine_maps",
       [](const py::array& map_p, const py::array& map_g, const py::array& mask_p,
-         const py::array& mask_g, const std::string& strategy) {
-        xfr::Strategy s;
-        if (strategy == "oim") s = xfr::Strategy::Oim;
-        else if (strategy == "um") s = xfr::Strategy::Um;
-        else if (strategy == "nium") s = xfr::Strategy::Nium;
-        else throw py::value_error("strategy must be 'oim', 'um' or 'nium', got '" + strategy + "'");
+         const py::array& mask_g, const std::string& op) {
+        const xfr::SetOp set_op = set_op_of(op);
         const xfr::Dims d = maps_dims(map_p, "map_p");
         same(d, maps_dims(map_g, "map_g"), "map_p", "map_g");
         same(d, mask_dims(mask_p, "mask_p"), "map_p", "mask_p");
@@ -149,12 +149,11 @@ PYBIND11_MODULE(_kernels, m) {
         float* o = out.mutable_data();
         {
           py::gil_scoped_release nogil;
-          xfr::strategy_heatmap(fptr(map_p), fptr(map_g), bptr(mask_p), bptr(mask_g), d, s, o);
+          xfr::combine_maps(fptr(map_p), fptr(map_g), bptr(mask_p), bptr(mask_g), d, set_op, o);
         }
         return out;
       },
-      py::arg("map_p"), py::arg("map_g"), py::arg("mask_p"), py::arg("mask_g"),
-      py::arg("strategy"));
+      py::arg("map_p"), py::arg("map_g"), py::arg("mask_p"), py::arg("mask_g"), py::arg("op"));
 
   m.def(
       "dilate",

@@ -352,19 +352,19 @@ void otsu_image(const float* src, std::size_t count, std::size_t image,
 }
 
 // ---------------------------------------------------------------------------------------------
-// Mask combination and strategy values
+// Set operations on masks, and maps combined inside them
 template <class V>
 XFR_INLINE void combine_image_impl(const std::uint8_t* __restrict x,
                                    const std::uint8_t* __restrict y, std::size_t n, SetOp op,
                                    std::uint8_t* __restrict o) {
   switch (op) {
-    case SetOp::And:
+    case SetOp::Intersection:
       for (std::size_t p = 0; p < n; ++p) o[p] = static_cast<std::uint8_t>((x[p] != 0) & (y[p] != 0));
       break;
-    case SetOp::Or:
+    case SetOp::Union:
       for (std::size_t p = 0; p < n; ++p) o[p] = static_cast<std::uint8_t>((x[p] != 0) | (y[p] != 0));
       break;
-    case SetOp::Xor:
+    case SetOp::SymmetricDifference:
       for (std::size_t p = 0; p < n; ++p) o[p] = static_cast<std::uint8_t>((x[p] != 0) ^ (y[p] != 0));
       break;
   }
@@ -374,38 +374,37 @@ XFR_MULTIVERSION(combine_image,
                   std::uint8_t* o),
                  (x, y, n, op, o))
 
-template <class V, bool InAnd, bool InXor>
-XFR_INLINE void strategy_loop(const float* __restrict a1, const float* __restrict a2,
-                              const std::uint8_t* __restrict b1, const std::uint8_t* __restrict b2,
-                              std::size_t n, float* __restrict o) {
+template <class V, bool InBoth, bool InOne>
+XFR_INLINE void maps_loop(const float* __restrict a1, const float* __restrict a2,
+                          const std::uint8_t* __restrict b1, const std::uint8_t* __restrict b2,
+                          std::size_t n, float* __restrict o) {
   // Branch-free with 0/1 factors (maps are finite, so 0 * a is a zero): B1 A1 + B2 A2 = s, then
   // s / 2 where both masks are set and s where exactly one is. Exact: each sum adds a zero.
   for (std::size_t p = 0; p < n; ++p) {
     const float x = static_cast<float>(b1[p] != 0), y = static_cast<float>(b2[p] != 0);
     const float s = x * a1[p] + y * a2[p];
     const float both = x * y, one = x + y - 2.f * both;
-    o[p] = (InAnd ? both * (s * 0.5f) : 0.f) + (InXor ? one * s : 0.f);
+    o[p] = (InBoth ? both * (s * 0.5f) : 0.f) + (InOne ? one * s : 0.f);
   }
 }
 
 // status: 0 done, 1 map_p not finite, 2 map_g not finite
 template <class V>
-XFR_INLINE void strategy_image_impl(const float* a1, const float* a2, const std::uint8_t* b1,
-                                    const std::uint8_t* b2, std::size_t n, Strategy strategy,
-                                    float* o, int* status) {
+XFR_INLINE void maps_image_impl(const float* a1, const float* a2, const std::uint8_t* b1,
+                                const std::uint8_t* b2, std::size_t n, SetOp op, float* o,
+                                int* status) {
   *status = !finite_impl<V>(a1, n) ? 1 : (!finite_impl<V>(a2, n) ? 2 : 0);
   if (*status) return;
-  switch (strategy) {
-    case Strategy::Oim: strategy_loop<V, true, false>(a1, a2, b1, b2, n, o); break;
-    case Strategy::Um: strategy_loop<V, true, true>(a1, a2, b1, b2, n, o); break;
-    case Strategy::Nium: strategy_loop<V, false, true>(a1, a2, b1, b2, n, o); break;
+  switch (op) {
+    case SetOp::Intersection: maps_loop<V, true, false>(a1, a2, b1, b2, n, o); break;
+    case SetOp::Union: maps_loop<V, true, true>(a1, a2, b1, b2, n, o); break;
+    case SetOp::SymmetricDifference: maps_loop<V, false, true>(a1, a2, b1, b2, n, o); break;
   }
 }
-XFR_MULTIVERSION(strategy_image,
+XFR_MULTIVERSION(maps_image,
                  (const float* a1, const float* a2, const std::uint8_t* b1,
-                  const std::uint8_t* b2, std::size_t n, Strategy strategy, float* o,
-                  int* status),
-                 (a1, a2, b1, b2, n, strategy, o, status))
+                  const std::uint8_t* b2, std::size_t n, SetOp op, float* o, int* status),
+                 (a1, a2, b1, b2, n, op, o, status))
 
 // ---------------------------------------------------------------------------------------------
 // Dilation: per structuring-element row a 1-D max over a span. Each image row gets a pyramid
@@ -923,16 +922,15 @@ void combine(const std::uint8_t* a, const std::uint8_t* b, Dims d, SetOp op, std
   });
 }
 
-void strategy_heatmap(const float* map_p, const float* map_g, const std::uint8_t* mask_p,
-                      const std::uint8_t* mask_g, Dims d, Strategy strategy, float* out) {
+void combine_maps(const float* map_p, const float* map_g, const std::uint8_t* mask_p,
+                  const std::uint8_t* mask_g, Dims d, SetOp op, float* out) {
   check_dims(d);
   const std::size_t plane = d.plane();
   for_each_image(d.n, 2.0 * static_cast<double>(plane), [&] {
     return [=](std::size_t i) {
       const std::size_t o = i * plane;
       int status = 0;
-      strategy_image(map_p + o, map_g + o, mask_p + o, mask_g + o, plane, strategy, out + o,
-                     &status);
+      maps_image(map_p + o, map_g + o, mask_p + o, mask_g + o, plane, op, out + o, &status);
       if (status) throw_not_finite(status == 1 ? "map_p" : "map_g", i);
     };
   });

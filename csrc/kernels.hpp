@@ -25,8 +25,9 @@ struct Dims {
   std::size_t size() const { return n * h * w; }
 };
 
-enum class SetOp { And, Or, Xor };
-enum class Strategy { Oim, Um, Nium };
+// The set operations of two masks: intersection (a AND b), union (a OR b) and symmetric
+// difference (a XOR b). The kernels know no mask strategy: a strategy picks its operation.
+enum class SetOp { Intersection, Union, SymmetricDifference };
 enum class Element { Rect, Ellipse };
 
 // One row of a structuring element: the columns [begin, end) are set.
@@ -69,11 +70,12 @@ void otsu(const float* maps, Dims d, float* thresholds, std::uint8_t* masks);
 // out = a op b, elementwise.
 void combine(const std::uint8_t* a, const std::uint8_t* b, Dims d, SetOp op, std::uint8_t* out);
 
-// The heatmap values of a mask strategy, B1 = mask_p, B2 = mask_g, A1 = map_p, A2 = map_g:
-// OIM = (B1 A1 + B2 A2) / 2 inside B1 AND B2, N-IUM = B1 A1 + B2 A2 inside B1 XOR B2,
-// UM = OIM + N-IUM; zero elsewhere. Maps must be finite.
-void strategy_heatmap(const float* map_p, const float* map_g, const std::uint8_t* mask_p,
-                      const std::uint8_t* mask_g, Dims d, Strategy strategy, float* out);
+// The two maps combined inside the mask B1 op B2, with B1 = mask_p, B2 = mask_g, A1 = map_p,
+// A2 = map_g: (B1 A1 + B2 A2) / 2 where both masks are set (their mean), B1 A1 + B2 A2 where
+// exactly one is (that map's value), zero elsewhere. Intersection keeps the first part only,
+// SymmetricDifference the second only, Union both. Maps must be finite.
+void combine_maps(const float* map_p, const float* map_g, const std::uint8_t* mask_p,
+                  const std::uint8_t* mask_g, Dims d, SetOp op, float* out);
 
 // Grayscale dilation equal to cv::dilate(src, getStructuringElement(shape, (width, height)))
 // with the default anchor and border (pixels outside the image never win). 1 <= width <= W,

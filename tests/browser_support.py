@@ -20,9 +20,6 @@ import pytest
 
 #: Where the README's screenshots go when ``XFR_SCREENSHOTS=1`` (small PNGs).
 DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
-#: wt20's ``xfr explain --pairs`` summary columns (README, "Many pairs").
-SUMMARY_COLUMNS = ("index", "stem", "probe", "gallery", "status", "decision", "distance",
-                   "threshold", "margin", "strategy", "label", "correct", "seconds", "error")
 
 
 def unavailable(reason: str) -> None:
@@ -130,43 +127,41 @@ def lfw_pairs(lfw_root: Path, genuine: int = 2, impostor: int = 1) -> list[Any]:
             + [p for p in pairs if not p.same][:impostor])
 
 
-def explain_into(folder: Path, pairs: list[Any], failed: tuple[str, str] | None = None
-                 ) -> list[dict[str, str]]:
-    """Explain ``pairs`` with the bundled model into ``folder`` (``pair_00000``...) and write a
-    ``summary.csv`` in ``xfr explain --pairs``'s format, with one failed pair when ``failed``
-    (its files) is given; returns the summary rows."""
-    import xfr
+def explain_into(folder: Path, pairs: list[Any], failed: bool = False) -> list[dict[str, str]]:
+    """Explain ``pairs`` with the bundled model into ``folder`` through ``xfr explain --pairs``
+    (its ``pair_NNNNN`` files and ``summary.csv``; no HTML report yet), with one more pair
+    whose probe is a plain grey picture when ``failed`` (no face: a failed row); returns the
+    summary rows."""
+    from PIL import Image
 
-    explanations = xfr.explain_pairs([(str(p.probe), str(p.gallery)) for p in pairs])
-    rows = []
-    for i, (p, e) in enumerate(zip(pairs, explanations, strict=True)):
-        stem = f"pair_{i:05d}"
-        e.save(folder, stem)
-        rows.append({"index": str(i), "stem": stem, "probe": str(p.probe),
-                     "gallery": str(p.gallery), "status": "ok", "decision": e.decision,
-                     "distance": repr(e.distance), "threshold": repr(e.threshold),
-                     "margin": repr(abs(e.distance - e.threshold)), "strategy": e.strategy or "",
-                     "label": "same" if p.same else "different",
-                     "correct": str((e.decision == "positive") == p.same).lower(),
-                     "seconds": "0.5", "error": ""})
-    if failed is not None:
-        i = len(rows)
-        rows.append({**{c: "" for c in SUMMARY_COLUMNS}, "index": str(i),
-                     "stem": f"pair_{i:05d}", "probe": failed[0], "gallery": failed[1],
-                     "status": "failed", "label": "same", "error": "no face found in the probe"})
-    with open(folder / "summary.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(SUMMARY_COLUMNS), lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
+    from xfr.batch import BatchSettings, run_batch
+    from xfr.explanation import Explanation
+
+    listing = folder.parent / f"{folder.name}-pairs.csv"
+    lines = ["probe,gallery,same"]
+    lines += [f"{p.probe},{p.gallery},{int(p.same)}" for p in pairs]
+    if failed:
+        grey = folder.parent / f"{folder.name}-grey.jpg"
+        Image.new("RGB", (250, 250), (128, 128, 128)).save(grey)
+        lines.append(f"{grey},{pairs[0].gallery},1")
+    listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run_batch(BatchSettings(listing, folder, pairs_per_batch=4, quiet=True))
+    assert result.failed == int(failed), result
+    with open(result.summary, newline="", encoding="utf-8") as f:
+        rows = [dict(r) for r in csv.DictReader(f)]
+    for row in rows:
+        if row["status"] == "ok":  # the summary and the saved explanation agree
+            assert Explanation.load(folder / f"{row['stem']}.json").decision == row["decision"]
     return rows
 
 
 @pytest.fixture(scope="session")
 def explained_folder(tmp_path_factory: pytest.TempPathFactory, lfw_root: Path,
                      default_verifier: Any) -> Path:
-    """Three real LFW pairs of fold 10 (two genuine, one impostor) explained with the bundled
-    model, saved with a ``summary.csv`` that also lists one failed pair; no report yet."""
+    """Three real LFW pairs of fold 10 (two genuine, one impostor) and one photo without a
+    face, explained with the bundled model by ``xfr explain --pairs``'s batch run: its files
+    and ``summary.csv`` (the faceless pair failed); no report yet."""
     folder = tmp_path_factory.mktemp("explained")
     pairs = lfw_pairs(lfw_root)
-    explain_into(folder, pairs, failed=(str(pairs[0].probe), str(folder / "missing.jpg")))
+    explain_into(folder, pairs, failed=True)
     return folder

@@ -54,13 +54,13 @@ def combine(a: np.ndarray, b: np.ndarray, op: str) -> np.ndarray:
     return {"and": a & b, "or": a | b, "xor": a ^ b}[op]
 
 
-def strategy_heatmap(a1, a2, b1, b2, strategy: str) -> np.ndarray:
-    """OIM = (B1 A1 + B2 A2) / 2 in B1 AND B2; N-IUM = B1 A1 + B2 A2 in B1 XOR B2; UM = sum."""
+def combine_maps(a1, a2, b1, b2, op: str) -> np.ndarray:
+    """"and": (B1 A1 + B2 A2) / 2 in B1 AND B2; "xor": B1 A1 + B2 A2 in B1 XOR B2; "or": sum."""
     b1, b2 = b1.astype(bool), b2.astype(bool)
     s = b1 * a1 + b2 * a2
-    oim = np.where(b1 & b2, s / 2, 0).astype(np.float32)
-    nium = np.where(b1 ^ b2, s, 0).astype(np.float32)
-    return {"oim": oim, "nium": nium, "um": oim + nium}[strategy]
+    both = np.where(b1 & b2, s / 2, 0).astype(np.float32)
+    one = np.where(b1 ^ b2, s, 0).astype(np.float32)
+    return {"and": both, "xor": one, "or": both + one}[op]
 
 
 def structuring_element(shape: str, width: int, height: int) -> np.ndarray:

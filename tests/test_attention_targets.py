@@ -14,6 +14,7 @@ from xfr_plugins.verifiers.sface import SFaceVerifier
 from xfr_plugins.verifiers.timm_vit import TimmViTVerifier
 
 from xfr import registry
+from xfr.errors import InputError, InputTypeError
 
 torch.set_num_threads(1)
 
@@ -113,11 +114,12 @@ def test_bad_targets_and_references_raise_clear_errors(kwargs, error, match) -> 
 @pytest.mark.parametrize(
     ("images", "error", "match"),
     [
-        (torch.rand(2, 3, 64, 64) * 255, ValueError, "112x112"),
-        (torch.rand(3, 112, 112), ValueError, r"\(N, 3, H, W\)"),
-        (torch.rand(0, 3, 112, 112), ValueError, "empty"),
-        (torch.full((1, 3, 112, 112), float("nan")), ValueError, "NaN"),
-        ("not a tensor", TypeError, "torch.Tensor"),
+        (torch.rand(2, 3, 64, 64) * 255, InputError, "64x64 images, but the verifier takes 112"),
+        (torch.rand(3, 112, 112), InputError, r"got shape \(3, 112, 112\)"),
+        (torch.rand(0, 3, 112, 112), InputError, "empty"),
+        (torch.full((1, 3, 112, 112), float("nan")), InputError, "NaN"),
+        (torch.rand(1, 3, 112, 112) - 0.5, InputError, "outside 0..255"),
+        ("not a tensor", InputTypeError, "got str, not a torch.Tensor"),
     ],
 )
 def test_bad_images_raise_clear_errors(images, error, match) -> None:

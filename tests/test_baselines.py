@@ -319,9 +319,11 @@ def test_bad_inputs_and_options_raise_errors_that_name_the_problem() -> None:
     ex = registry.create("explainer", "rise", n_masks=10)
     with pytest.raises(TypeError, match="torch.Tensor"):
         ex.explain_pairs(v, p.numpy(), g)
-    with pytest.raises(ValueError, match="float"):
-        ex.explain_pairs(v, p.to(torch.uint8), g)
-    with pytest.raises(ValueError, match=r"\(N, 3, S, S\)"):
+    # integer RGB values are faces too (xfr.interfaces.check_faces, as for every verifier)
+    as_uint8 = ex.explain_pairs(v, p.round().to(torch.uint8), g)[0]
+    as_float = ex.explain_pairs(v, p.round(), g)[0]
+    np.testing.assert_array_equal(as_uint8.heatmaps, as_float.heatmaps)
+    with pytest.raises(ValueError, match=r"probes: got shape \(1, 112, 112, 3\)"):
         ex.explain_pairs(v, p.permute(0, 2, 3, 1), g)
     with pytest.raises(ValueError, match="112x112"):
         ex.explain_pairs(v, p[..., :64, :64], g[..., :64, :64])

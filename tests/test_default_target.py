@@ -65,18 +65,20 @@ def test_default_configurations_keep_their_rank_order_in_float64(
     assert worst >= 0.99, f"{name}/{target}: Spearman float32 vs float64 down to {worst:.4f}"
 
 
-@pytest.mark.parametrize("name", ["vit-lrp", "nograd-lrp"])
 def test_relevance_in_the_models_float32_changes_rank_order(
-    default_verifier, held_out_faces, name: str
+    default_verifier, held_out_faces
 ) -> None:
     """Why the LRP generators compute in float64 by default: in the model's float32 the
-    relevance of some faces is rounding noise (e.g. a pair whose cosine similarity is near 0),
-    whatever the target."""
+    relevance of some faces is rounding noise (e.g. a pair whose cosine similarity is near 0).
+    With the v2 default model this shows in vit-lrp's similarity target (Spearman 0.980 on
+    these 20 faces); the other generator/target combinations agree to >= 0.996 in float32
+    (with the v1 model both generators fell below 0.99), so the float64 default is kept for
+    both LRP generators on the strength of the worst case."""
     probes, galleries = held_out_faces
-    worst = min(_worst_rank_agreement(default_verifier, name, probes, galleries, target,
-                                      precision="model")
-                for target in ("auto", "similarity"))
-    assert worst < 0.99
+    worst = {(name, target): _worst_rank_agreement(default_verifier, name, probes, galleries,
+                                                   target, precision="model")
+             for name in ("vit-lrp", "nograd-lrp") for target in ("auto", "similarity")}
+    assert min(worst.values()) < 0.99, worst
 
 
 def test_the_explainer_reports_the_target_it_used(default_verifier, held_out_faces) -> None:

@@ -57,7 +57,9 @@ def test_an_exif_rotated_photo_is_turned_upright_and_accepted(
     other = align(_photo(lfw_root, 2))
     d_rotated = _distance(default_verifier, other, align(rotated))
     d_original = _distance(default_verifier, other, align(original))
-    assert d_rotated == pytest.approx(d_original, abs=0.03)  # was 1.46 against 0.42
+    # re-encoding the turned photo as JPEG moves the distance by up to 0.07 (v2 model); ignoring
+    # the EXIF orientation moved it from 0.42 to 1.46
+    assert d_rotated == pytest.approx(d_original, abs=0.1)
     assert d_rotated < default_verifier.threshold
 
 

@@ -29,7 +29,8 @@ print(json.dumps({
 }))
 """
 
-HEAVY = ("torch", "timm", "cv2", "xfr_plugins", "xfr.kernels", "xfr._kernels", "matplotlib")
+HEAVY = ("torch", "timm", "cv2", "xfr_plugins", "xfr.kernels", "xfr._kernels", "matplotlib",
+         "ray")
 
 
 def _heavy(modules: list[str]) -> list[str]:
@@ -62,3 +63,21 @@ def test_importing_the_registry_discovers_nothing_until_first_use() -> None:
     assert _heavy(info["after_registry"]) == []
     assert info["default_created"] is False
     assert info["threads_after_registry"] == 1
+
+
+ENGINE_PROBE = r"""
+import json, sys
+import xfr.batch, xfr.engines
+from xfr import cli
+for name in ("explain", "evaluate", "sanity"):
+    cli.build_parser(only=name)
+print(json.dumps(sorted(m for m in sys.modules if m == "ray" or m.startswith("ray."))))
+"""
+
+
+def test_the_ray_engine_is_imported_only_when_asked_for() -> None:
+    """The batch driver, the engines module and the parsers of the commands that take
+    ``--engine`` import no Ray (``xfr[ray]`` is optional)."""
+    out = subprocess.run([sys.executable, "-c", ENGINE_PROBE], capture_output=True, text=True,
+                         check=True, timeout=120, cwd=NEUTRAL_CWD)
+    assert json.loads(out.stdout) == []

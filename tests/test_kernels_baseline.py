@@ -1,6 +1,6 @@
 """The compiled kernels exist twice, for the baseline ISA and for AVX2 (picked at run time,
 with a fused multiply-add Gaussian where the CPU has FMA); both copies give the same results:
-bit-identical masks, thresholds, strategy values and dilations, Gaussians within 1e-6.
+bit-identical masks, thresholds, combined maps and dilations, Gaussians within 1e-6.
 XFR_KERNELS_BASELINE=1 forces the baseline copy in a fresh process, which is how this test
 reaches it on an AVX2 machine."""
 
@@ -24,7 +24,7 @@ blobby = (0.8 * smooth[:, :60, :90] + 0.2 * rng.random((2, 60, 90))).astype(np.f
 t, m = kernels.otsu(maps)
 np.savez(sys.argv[1], t=t, m=m,
          c=kernels.combine(m, maps > 0.3, "xor"),
-         s=kernels.strategy_heatmap(maps, maps[::-1].copy(), m, maps > 0.3, "um"),
+         s=kernels.combine_maps(maps, maps[::-1].copy(), m, maps > 0.3, "or"),
          d=kernels.dilate(maps, (7, 4)), r=kernels.dilate(maps, 5, "rect"),
          g=kernels.gaussian(maps, 30, 4.0), h=kernels.smooth_heatmap(blobby, 8, 36, 5.0),
          p=kernels.smooth_heatmap(smooth + maps[0, 0, 0]))

@@ -31,7 +31,7 @@ def test_ten_thousand_calls_grow_memory_by_less_than_1_mib() -> None:
     def one_round() -> None:
         _, m = kernels.otsu(maps)
         kernels.combine(m, masks, "and")
-        kernels.strategy_heatmap(maps, maps, m, masks, "oim")
+        kernels.combine_maps(maps, maps, m, masks, "and")
         kernels.dilate(maps, 3)
         kernels.gaussian(larger, 15, 3.0)
         kernels.smooth_heatmap(maps, 3, 9, 2.0)

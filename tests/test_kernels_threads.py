@@ -22,7 +22,7 @@ def run_all() -> list[Any]:
     return [
         t, m,
         kernels.combine(m, MASKS, "xor"),
-        kernels.strategy_heatmap(MAPS, MAPS[::-1].copy(), m, MASKS, "um"),
+        kernels.combine_maps(MAPS, MAPS[::-1].copy(), m, MASKS, "or"),
         kernels.dilate(MAPS),
         kernels.gaussian(MAPS),
         kernels.smooth_heatmap(MAPS),

@@ -1,5 +1,5 @@
 """The torch path of xfr.kernels (tensors, CPU or GPU) agrees with the compiled NumPy path:
-masks, thresholds, dilations and strategy values exactly, Gaussians within 1e-5, the smoothed
+masks, thresholds, dilations and combined maps exactly, Gaussians within 1e-5, the smoothed
 heatmap within 1e-6 / R (R: range of the Gaussian's output, see test_kernels_smooth.py)."""
 
 from __future__ import annotations
@@ -52,19 +52,17 @@ def test_otsu_ties_and_constants(device: str) -> None:
 
 @pytest.mark.parametrize("device", DEVICES)
 @settings(max_examples=15)
-@given(seed=st.integers(0, 2**32 - 1), shape=shapes, op=st.sampled_from(["and", "or", "xor"]),
-       strategy=st.sampled_from(["oim", "um", "nium"]))
-def test_combine_and_strategy_heatmap(device: str, seed: int, shape: tuple[int, int, int],
-                                      op: str, strategy: str) -> None:
+@given(seed=st.integers(0, 2**32 - 1), shape=shapes, op=st.sampled_from(["and", "or", "xor"]))
+def test_combine_and_combine_maps(device: str, seed: int, shape: tuple[int, int, int],
+                                  op: str) -> None:
     rng = np.random.default_rng(seed)
     a1, a2 = rng.random((2, *shape), dtype=np.float32)
     b1, b2 = rng.random(shape) < 0.5, rng.random(shape) < 0.3
     out = kernels.combine(as_tensor(b1, device), as_tensor(b2, device), op)
     np.testing.assert_array_equal(back(out, device), kernels.combine(b1, b2, op))
-    heat = kernels.strategy_heatmap(*(as_tensor(x, device) for x in (a1, a2, b1, b2)), strategy)
+    heat = kernels.combine_maps(*(as_tensor(x, device) for x in (a1, a2, b1, b2)), op)
     assert heat.dtype == torch.float32
-    np.testing.assert_array_equal(back(heat, device),
-                                  kernels.strategy_heatmap(a1, a2, b1, b2, strategy))
+    np.testing.assert_array_equal(back(heat, device), kernels.combine_maps(a1, a2, b1, b2, op))
 
 
 @pytest.mark.parametrize("device", DEVICES)

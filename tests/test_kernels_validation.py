@@ -29,7 +29,7 @@ def calls(maps: Any, masks: Any) -> dict[str, Callable[[], Any]]:
         "dilate": lambda: kernels.dilate(maps),
         "gaussian": lambda: kernels.gaussian(maps, 5, 1.0),
         "smooth_heatmap": lambda: kernels.smooth_heatmap(maps, 3, 5, 1.0),
-        "strategy_heatmap": lambda: kernels.strategy_heatmap(maps, maps, masks, masks, "um"),
+        "combine_maps": lambda: kernels.combine_maps(maps, maps, masks, masks, "or"),
     }
 
 
@@ -82,9 +82,9 @@ def test_mismatched_shapes(kind: str) -> None:
     with pytest.raises(ValueError, match="same shape"):
         kernels.combine(to(MASK), to(MASK[:, :, :8]), "and")
     with pytest.raises(ValueError, match="same shape"):
-        kernels.strategy_heatmap(to(MAP), to(MAP[:1]), to(MASK), to(MASK), "oim")
+        kernels.combine_maps(to(MAP), to(MAP[:1]), to(MASK), to(MASK), "and")
     with pytest.raises(ValueError, match="same shape"):
-        kernels.strategy_heatmap(to(MAP), to(MAP), to(MASK), to(MASK[:, :15]), "nium")
+        kernels.combine_maps(to(MAP), to(MAP), to(MASK), to(MASK[:, :15]), "xor")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -93,7 +93,7 @@ def test_masks_of_the_wrong_dtype_or_values(kind: str) -> None:
     with pytest.raises(ValueError, match="bool"):
         kernels.combine(to(MAP), to(MASK), "or")
     with pytest.raises(ValueError, match="bool"):
-        kernels.strategy_heatmap(to(MAP), to(MAP), to(MASK.astype(np.int64)), to(MASK), "um")
+        kernels.combine_maps(to(MAP), to(MAP), to(MASK.astype(np.int64)), to(MASK), "or")
     with pytest.raises(ValueError, match="other than 0 and 1"):
         kernels.combine(to(MASK.astype(np.uint8) * 2), to(MASK), "xor")
 
@@ -132,8 +132,10 @@ def test_sizes_below_1_or_beyond_the_image(kind: str) -> None:
 def test_bad_names_and_types() -> None:
     with pytest.raises(ValueError, match="op must be one of and, or, xor"):
         kernels.combine(MASK, MASK, "nand")
-    with pytest.raises(ValueError, match="strategy must be one of oim, um, nium"):
-        kernels.strategy_heatmap(MAP, MAP, MASK, MASK, "OIM")
+    # the kernels speak of set operations, not of the paper's strategies
+    for op in ("oim", "intersection", "AND"):
+        with pytest.raises(ValueError, match="op must be one of and, or, xor"):
+            kernels.combine_maps(MAP, MAP, MASK, MASK, op)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="shape must be one of ellipse, rect"):
         kernels.dilate(MAP, 3, "cross")
     with pytest.raises(TypeError, match="numpy.ndarray or a torch.Tensor, got list"):

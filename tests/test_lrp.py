@@ -15,7 +15,7 @@ import timm
 import torch
 import torch.nn.functional as F
 from authors_reference import guarded_divide, relprop_add, relprop_linear
-from xfr_plugins.attention.input_relevance import conv_relevance, input_relevance
+from input_relevance import conv_relevance, input_relevance
 from xfr_plugins.attention.lrp import (
     add_relevance,
     check_alpha,

@@ -93,3 +93,40 @@ def test_a_nan_map_is_a_value_error() -> None:
     bad[0, 0] = np.nan
     with pytest.raises(ValueError):
         registry.create("mask", "um").heatmap(bad, A2, B1, B2)
+
+
+# The paper's words for each mask (Sec. 3.2-3.3), as sets of pixels: OIM "the intersection of
+# both ... masks", UM "the union", N-IUM "the union minus the intersection".
+PAPER_SETS = {
+    "oim": lambda p, g: p & g,
+    "um": lambda p, g: p | g,
+    "nium": lambda p, g: (p | g) - (p & g),
+}
+
+
+def _pixels(mask: np.ndarray) -> set[tuple[int, ...]]:
+    return {tuple(int(i) for i in ix) for ix in np.argwhere(mask)}
+
+
+@pytest.mark.parametrize("name", ["oim", "um", "nium"])
+def test_each_strategy_is_the_set_operation_of_the_kernels_the_paper_names(name: str) -> None:
+    """The mask plugins map OIM / UM / N-IUM onto the kernels' set operations: the operation a
+    strategy declares gives, through ``xfr.kernels.combine``, the paper's set of pixels, and its
+    heatmap is ``xfr.kernels.combine_maps`` with that operation, bit for bit."""
+    from xfr import kernels
+
+    strategy = registry.create("mask", name)
+    assert strategy.operation in ("and", "or", "xor")
+    rng = np.random.default_rng(11)
+    a1, a2 = rng.random((2, 3, 24, 20), dtype=np.float32)
+    b1, b2 = a1 > 0.55, a2 > 0.45
+    combined = kernels.combine(b1, b2, strategy.operation)
+    for i in range(3):
+        expected = PAPER_SETS[name](_pixels(b1[i]), _pixels(b2[i]))
+        assert _pixels(combined[i]) == expected
+    np.testing.assert_array_equal(np.asarray(strategy.combine(b1, b2)), combined)
+    np.testing.assert_array_equal(np.asarray(strategy.heatmap(a1, a2, b1, b2)),
+                                  kernels.combine_maps(a1, a2, b1, b2, strategy.operation))
+    # and on the hand-computed case above
+    np.testing.assert_array_equal(kernels.combine(B1, B2, strategy.operation),
+                                  np.array(EXPECTED_MASK[name], dtype=bool))

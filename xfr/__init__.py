@@ -10,8 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from xfr.hookspecs import hookimpl
 
-__version__ = "0.1.0"
-
 __all__ = [
     "Explanation",
     "__version__",
@@ -27,9 +25,19 @@ if TYPE_CHECKING:
     from xfr.api import explain, explain_pairs, load_verifier
     from xfr.explanation import Explanation
 
+    __version__: str
+
 
 def __getattr__(name: str) -> Any:
     # Lazy attributes keep ``import xfr`` free of torch, plugins and threads.
+    if name == "__version__":
+        # Written once, in pyproject.toml; read from the installed package's metadata (xfr is
+        # always installed: its plugins are found through its entry points, its kernels built).
+        import importlib.metadata
+
+        version = importlib.metadata.version("xfr")
+        globals()["__version__"] = version
+        return version
     if name in {"explain", "explain_pairs", "load_verifier"}:
         from xfr import api
 

@@ -19,8 +19,12 @@ class                           also a               raised for
                                                      with the paper's method)
 :class:`InputError`             ``ValueError``       an image or pair list that cannot be read
                                                      (corrupt, binary, too large, ambiguous
-                                                     values); ``xfr.align.ImageError`` and
-                                                     ``NoFaceError`` are subclasses
+                                                     values), face tensors that break the
+                                                     verifier contract (wrong shape, NaN,
+                                                     outside 0..255); ``xfr.align.ImageError``
+                                                     and ``NoFaceError`` are subclasses
+:class:`InputTypeError`         ``TypeError``        face images that are not a tensor of
+                                                     numbers (an :class:`InputError` too)
 :class:`ModelError`             ``ValueError``       a model folder or weights file that cannot
                                                      be loaded (bad ``config.json``, bad
                                                      threshold, corrupt or unfitting weights)
@@ -43,6 +47,7 @@ from __future__ import annotations
 __all__ = [
     "DuplicateNameError",
     "InputError",
+    "InputTypeError",
     "InputWarning",
     "MissingDependencyError",
     "ModelError",
@@ -91,6 +96,11 @@ class OptionTypeError(UserError, TypeError):
 
 class InputError(UserError, ValueError):
     """An input (image, pair list) that cannot be read or converted unambiguously."""
+
+
+class InputTypeError(InputError, TypeError):
+    """Face images that are not a tensor of numbers (:func:`xfr.interfaces.check_faces`); an
+    :class:`InputError` (so a ``ValueError``) and a ``TypeError``."""
 
 
 class ModelError(UserError, ValueError):

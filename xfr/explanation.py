@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from xfr.interfaces.vocabulary import Decision
+
 #: The ``format`` of the JSON written by :meth:`Explanation.save`, and its version.
 FORMAT = "xfr-explanation"
 FORMAT_VERSION = 2
@@ -90,7 +92,7 @@ class Explanation:
     """Why a verifier accepted or rejected one probe/gallery pair."""
 
     #: ``"positive"`` (same person: distance < threshold) or ``"negative"``.
-    decision: str
+    decision: Decision
     distance: float
     threshold: float
     #: Explainer that produced it (``"paper"``, ``"minplus"``, ...).
@@ -251,11 +253,13 @@ class Explanation:
                 return c
         raise KeyError(f"no candidate {name!r}; candidates: {[c.name for c in self.candidates]}")
 
-    def save(self, directory: str | Path, stem: str = "explanation") -> tuple[Path, Path]:
+    def save(self, directory: str | Path, stem: str = "explanation", *,
+             figure: bool = True) -> tuple[Path | None, Path]:
         """Write ``<stem>.png`` (the figure), ``<stem>.json`` (small: metadata, decision,
         scores) and ``<stem>.npz`` (every array) into ``directory``; returns the PNG's and the
         JSON's paths. Many explanations go into one folder with distinct stems
-        (``e.save(out, stem=f"pair_{i}")``); :meth:`load` reads them back."""
+        (``e.save(out, stem=f"pair_{i}")``); :meth:`load` reads them back. ``figure=False``
+        writes no PNG (the PNG's path is then ``None``)."""
         from xfr.errors import OutputError
         from xfr.figure import render_figure
 
@@ -268,7 +272,8 @@ class Explanation:
 
             raise OptionError(f"stem must be a file name without folders, got {stem!r}")
         png, js, npz = out / f"{stem}.png", out / f"{stem}.json", out / f"{stem}.npz"
-        render_figure(self, png)
+        if figure:
+            render_figure(self, png)
         np.savez_compressed(npz, **self.arrays_dict())
         js.write_text(json.dumps(self.summary(npz.name, str(npz.resolve())), indent=1))
-        return png, js
+        return (png if figure else None), js

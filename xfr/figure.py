@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from xfr.interfaces.vocabulary import POSITIVE, is_positive
 from xfr.overlay import overlay
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ LEGEND = ("* = the chosen strategy; RA = removed area (fraction of the image rem
 
 
 def _verdict(e: Explanation) -> str:
-    return "same person" if e.decision == "positive" else "different person"
+    return "same person" if e.decision == POSITIVE else "different person"
 
 
 def _input_names(e: Explanation) -> str | None:
@@ -63,7 +64,7 @@ def _photos(e: Explanation) -> list[tuple[np.ndarray, dict[str, int]] | None]:
 
 
 def caption(e: Explanation) -> str:
-    rel = "<" if e.distance < e.threshold else ">="
+    rel = "<" if is_positive(e.distance, e.threshold) else ">="
     head = (f"{e.method}: {_verdict(e)} ({e.decision} decision; "
             f"distance {e.distance:.4f} {rel} threshold {e.threshold:.4f})")
     lines = [head]

@@ -29,6 +29,7 @@ PROJECT_NAME = "xfr"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
+#: What a hook maps each name to: a callable that builds the component (conventions above).
 Factory = Callable[..., Any]
 
 

@@ -42,7 +42,7 @@ import inspect
 import os
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -58,6 +58,7 @@ from xfr.errors import (
     UnknownKindError,
     UnknownNameError,
 )
+from xfr.hookspecs import Factory
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -68,6 +69,7 @@ __all__ = [
     "KINDS",
     "BrokenPlugin",
     "DuplicateNameError",
+    "Factory",
     "Provider",
     "Registry",
     "UnknownKindError",
@@ -107,9 +109,6 @@ HOOKS: dict[str, str] = {
 }
 #: The registry kinds, in display order.
 KINDS: tuple[str, ...] = tuple(HOOKS)
-
-Factory = Callable[..., Any]
-
 
 @dataclass(frozen=True)
 class Provider:

@@ -4,6 +4,13 @@
 inside installed packages (scikit-image's astronaut, Eileen Collins, and matplotlib's Grace
 Hopper): a negative pair (the two women) and a positive pair (the astronaut and her mirror
 image), and says which pairs it used.
+
+``xfr explain --pairs LIST --out DIR`` explains every pair of a list (LFW ``pairs.txt``, or CSV
+``probe,gallery[,same]``, or a header naming ``probe, gallery, same, fold, id``): one result
+per pair (``<stem>.png/.json/.npz``) and ``DIR/summary.csv``; pairs done before with the same
+model and options are not computed again, a pair that fails is recorded and the run goes on
+(exit status 1, "N of M pairs failed"). ``--engine ray`` runs the model passes on a Ray
+cluster (``--ray-address``, ``--num-cpus``, ``--num-gpus``) and writes the same files.
 """
 
 from __future__ import annotations
@@ -14,7 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from xfr.commands.arguments import add_engine_options, engine_from_args
 from xfr.errors import OptionError, OptionTypeError, OutputError
+from xfr.interfaces.vocabulary import NEGATIVE, POSITIVE, is_positive, paper_strategies
 
 #: One-line help of the command (``xfr --help``).
 HELP = "explain a face-verification decision (positive or negative)"
@@ -65,8 +74,9 @@ def add_parser(subparsers: Any) -> None:
                         "candidate (default: metric)")
     p.add_argument("--strategies", default=None, metavar="NAMES",
                    help="candidate mask strategies of the paper method, comma-separated, for "
-                        "both decisions, e.g. oim,um,probe-only (default: oim,um for positive, "
-                        "oim,um,nium for negative decisions)")
+                        "both decisions, e.g. oim,um,probe-only (default: "
+                        f"{','.join(paper_strategies(POSITIVE))} for positive, "
+                        f"{','.join(paper_strategies(NEGATIVE))} for negative decisions)")
     p.add_argument("--target", default=None,
                    help="attention target of the paper method: auto, logit, embedding, "
                         "similarity (default: auto)")
@@ -77,6 +87,20 @@ def add_parser(subparsers: Any) -> None:
                    help="face and landmark detector for photos (dlib: pip install 'xfr[dlib]'; "
                         "default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the explanation summary as JSON")
+    many = p.add_argument_group("many pairs (--pairs)")
+    many.add_argument("--pairs", type=Path, default=None, metavar="LIST",
+                      help="explain every pair of LIST: LFW pairs.txt, CALFW style or CSV "
+                           "probe,gallery[,same] (labels optional; a header may name an id "
+                           "column); writes OUT/<stem>.png/.json/.npz and OUT/summary.csv")
+    many.add_argument("--root", type=Path, default=None, metavar="DIR",
+                      help="image folder of the list (default: the list's folder)")
+    many.add_argument("--format", default="auto", choices=("auto", "lfw", "calfw", "csv"),
+                      help="pair-list format (default: guessed)")
+    many.add_argument("--batch-size", type=int, default=32, metavar="N",
+                      help="pairs per batched model call (default: %(default)s)")
+    many.add_argument("--no-figures", action="store_true",
+                      help="write no PNG per pair (JSON and npz only)")
+    add_engine_options(many)
 
 
 def summary(e: Any) -> dict[str, Any]:
@@ -93,7 +117,7 @@ def summary(e: Any) -> dict[str, Any]:
 
 def report(e: Any) -> list[str]:
     """The lines ``xfr explain`` prints about one explanation (without the pair and files)."""
-    rel = "<" if e.distance < e.threshold else ">="
+    rel = "<" if is_positive(e.distance, e.threshold) else ">="
     lines = [f"  decision: {e.decision} (distance {e.distance:.4f} {rel} "
              f"threshold {e.threshold:.4f})"]
     for c in e.candidates:
@@ -135,9 +159,51 @@ def check_output_folder(out: Path) -> Path:
     return out
 
 
+def run_pairs(args: argparse.Namespace) -> int:
+    """``xfr explain --pairs LIST``: every pair, then one line per outcome; exit status 1 when
+    some pairs failed (they are in summary.csv)."""
+    from xfr.batch import BatchSettings, run_batch
+
+    if args.demo or args.probe or args.gallery:
+        raise OptionError("--pairs takes no PROBE/GALLERY arguments and no --demo")
+    if args.json:
+        raise OptionError("--json is for one pair; --pairs writes OUT/summary.csv")
+    if args.batch_size < 1:
+        raise OptionError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not args.pairs.is_file():
+        raise FileNotFoundError(f"no such pair list: {args.pairs}")
+    if args.root is not None and not args.root.is_dir():
+        raise FileNotFoundError(f"no such image folder: {args.root}")
+    options = explain_options(args)
+    out = check_output_folder(Path(args.out))
+    engine = engine_from_args(args)  # Ray missing: one line, before any model pass
+    settings = BatchSettings(
+        pairs=args.pairs, out=out, root=args.root, format=args.format,
+        verifier=args.verifier, method=args.method, options=options, detector=args.detector,
+        pairs_per_batch=args.batch_size, figures=not args.no_figures)
+    result = run_batch(settings, engine)
+    ok = result.total - result.failed
+    print(f"{ok} of {result.total} pairs explained ({result.computed} computed, "
+          f"{result.reused} done before) in {result.seconds:.1f} s; wrote {result.summary}")
+    from xfr.commands.report import write_after
+
+    write_after(out)
+    if result.failed:
+        print(f"{result.failed} of {result.total} pairs failed, see {result.summary}")
+        return 1
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from xfr.api import explain, make_explainer
 
+    if args.pairs is not None:
+        return run_pairs(args)
+    for flag, given in (("--root", args.root is not None), ("--no-figures", args.no_figures),
+                        ("--engine", args.engine != "local"),
+                        ("--format", args.format != "auto")):
+        if given:
+            raise OptionError(f"{flag} applies to --pairs LIST only")
     if args.demo:
         if args.probe or args.gallery:
             raise OptionError("--demo takes no PROBE/GALLERY arguments")
@@ -155,13 +221,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         jobs = [(f"{args.probe} vs. {args.gallery}", args.probe, args.gallery, "explanation")]
     # Say what is being done (a pair takes seconds, a baseline minutes), one line per pair on
-    # stderr (stdout keeps the results, e.g. --json); the baselines' progress bars redraw
-    # themselves, so only on a terminal.
-    if sys.stderr.isatty() and args.method in BASELINES:
+    # stderr (stdout keeps the results, e.g. --json): on a terminal always, on a pipe when
+    # there are several pairs (a log then shows how far the run got; a single pair's stderr
+    # stays empty or one error line). The baselines' progress bars redraw themselves, so
+    # only on a terminal.
+    interactive = sys.stderr.isatty()
+    if interactive and args.method in BASELINES:
         options["progress"] = True
     for k, (desc, probe, gallery, stem) in enumerate(jobs, start=1):
-        print(f"xfr: explaining pair {k}/{len(jobs)} ({args.method}): {desc} ...",
-              file=sys.stderr, flush=True)
+        if interactive or len(jobs) > 1:
+            print(f"xfr: explaining pair {k}/{len(jobs)} ({args.method}): {desc} ...",
+                  file=sys.stderr, flush=True)
         e = explain(probe, gallery, verifier=args.verifier, method=args.method,
                     detector=args.detector, **options)
         png, js = e.save(out, stem)

@@ -22,8 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from xfr.commands.arguments import add_engine_options, engine_from_args
 from xfr.commands.arguments import csv_list as _csv_list
 from xfr.commands.arguments import folds as _folds
+from xfr.errors import OptionError
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -73,16 +75,24 @@ def add_parser(subparsers: Any) -> None:
                    help="aligned-face cache folder (default OUT/aligned)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, type=Path, help="output folder")
+    add_engine_options(p.add_argument_group("engine (where the explanations run)"))
 
 
 def run(args: argparse.Namespace) -> int:
     from xfr.evaluation.sanity import run_sanity
 
+    if getattr(args, "engine", "local") == "ray":
+        # Ray's evaluation tables differed from the local ones in a clean install (a curve
+        # reading, 0.794 against 0.825 on two pairs): refused until they are bit-identical.
+        raise OptionError("--engine ray is not available for this command yet (its tables do "
+                          "not yet equal the local engine's); use --engine local")
+    engine = engine_from_args(args)  # Ray missing: one line, before any model pass
+    engine.start()  # a cluster that cannot be joined: one line, now
     result = run_sanity(
         args.pairs, args.root, args.out, format=args.format, folds=args.folds,
         limit=args.limit, generators=args.generators, verifier=args.verifier, seed=args.seed,
         batch_size=args.batch_size, n_boot=args.bootstrap, align_cache=args.align_cache,
-        progress=not args.no_progress, command=command_line(args))
+        progress=not args.no_progress, command=command_line(args), engine=engine)
     for g, r in result["generators"].items():
         step = r["below_chance"]["final"]
         where = f"at step {step}" if step is not None else "never"

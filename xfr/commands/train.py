@@ -65,11 +65,8 @@ def add_parser(subparsers: Any) -> None:
                    help="start from a saved model's weights (same architecture and held-out"
                         " folds), e.g. a second stage on top of the shipped default")
     p.add_argument("--no-progress", action="store_true")
-    DEFAULTS.update({a.dest: a.default for a in p._actions if a.dest != "help"})
-
-
-#: Each option's default, filled by :func:`add_parser` (for :func:`command_line`).
-DEFAULTS: dict[str, Any] = {}
+    # each option's default, for command_line (the command that reproduces a run)
+    p.set_defaults(_option_defaults={a.dest: a.default for a in p._actions if a.dest != "help"})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     arch = json.loads(args.arch) if args.arch else None
     out = Path(args.out)
-    command = command_line(args, DEFAULTS)
+    command = command_line(args, args._option_defaults)
     result = run_default_recipe(
         student_factory=student_factory, teacher_embed=teacher_embed, teacher_name=args.teacher,
         lfw_root=lfw, extra_folders=args.extra, out=out,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 from xfr.data.lfw import Pair, read_pairs, read_text_lines
@@ -113,11 +114,32 @@ def read_calfw_pairs(path: str | Path, root: str | Path) -> list[Pair]:
 
 def read_csv_pairs(path: str | Path, root: str | Path) -> list[Pair]:
     """Plain CSV/TSV ``probe, gallery, same[, fold]`` with an optional header row."""
-    path, root = Path(path), Path(root)
+    return [Pair(p.probe, p.gallery, bool(p.same), p.fold)
+            for p in _read_csv(Path(path), Path(root), labels=True)]
+
+
+@dataclass(frozen=True)
+class ListedPair:
+    """A pair of a list whose labels are optional (``xfr explain --pairs``): ``same`` is
+    ``None`` when the list gives no label, ``id`` the list's own name of the pair (CSV ``id``
+    column), if any."""
+
+    probe: Path
+    gallery: Path
+    same: bool | None
+    fold: int
+    id: str | None = None
+
+
+def _read_csv(path: Path, root: Path, labels: bool) -> list[ListedPair]:
+    """The rows of a CSV/TSV pair list. Without a header the columns are
+    ``probe,gallery[,same[,fold]]`` (``same`` required when ``labels``); a header row names
+    any of ``probe, gallery, same, fold, id`` (``probe`` and ``gallery`` required)."""
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     rows = list(csv.reader(io.StringIO("\n".join(read_text_lines(path))), delimiter=delimiter))
     columns = {"probe": 0, "gallery": 1, "same": 2, "fold": 3}
-    pairs: list[Pair] = []
+    known = ("probe", "gallery", "same", "fold", "id")
+    pairs: list[ListedPair] = []
     first = True
     for lineno, row in enumerate(rows, start=1):
         cells = [c.strip() for c in row]
@@ -127,34 +149,62 @@ def read_csv_pairs(path: str | Path, root: str | Path) -> list[Pair]:
         if first:
             first = False
             lowered = [c.lower() for c in cells]
-            if "probe" in lowered and "gallery" in lowered and "same" in lowered:
-                unknown = set(lowered) - set(columns)
+            if "probe" in lowered and "gallery" in lowered:
+                unknown = set(lowered) - set(known)
                 if unknown:
                     raise ValueError(f"{where}: unknown column(s) {sorted(unknown)}; "
-                                     f"known: {list(columns)}")
-                columns = {name: lowered.index(name) for name in columns if name in lowered}
+                                     f"known: {list(known)}")
+                if labels and "same" not in lowered:
+                    raise ValueError(f"{where}: the header names no 'same' column; this "
+                                     "command needs a label per pair (1/0, same/different)")
+                columns = {name: lowered.index(name) for name in known if name in lowered}
                 continue
-        if len(cells) < 3 or len(cells) > max(columns.values()) + 1:
-            raise ValueError(f"{where}: expected 'probe,gallery,same[,fold]', got {row!r}")
-        try:
-            probe, gallery = cells[columns["probe"]], cells[columns["gallery"]]
-            same = _parse_same(cells[columns["same"]], where)
-            has_fold = "fold" in columns and columns["fold"] < len(cells)
-            fold_cell = cells[columns["fold"]] if has_fold else ""
-        except IndexError:
-            raise ValueError(f"{where}: missing column(s) in {row!r}") from None
+        least = 3 if labels and "same" in columns else 2
+        if len(cells) < least or len(cells) > max(columns.values()) + 1:
+            form = "probe,gallery,same[,fold]" if labels else "probe,gallery[,same[,fold]]"
+            raise ValueError(f"{where}: expected '{form}', got {row!r}")
+        got = {name: cells[i] for name, i in columns.items() if i < len(cells)}
+        probe, gallery = got.get("probe", ""), got.get("gallery", "")
+        label, fold_cell = got.get("same", ""), got.get("fold", "")
         if not probe or not gallery:
             raise ValueError(f"{where}: empty image path in {row!r}")
+        if label or labels:
+            try:
+                same: bool | None = _parse_same(label, where)
+            except ValueError:
+                if labels or "id" in columns:
+                    raise
+                raise ValueError(f"{where}: label must be 1/0 (same/different), got {label!r}; "
+                                 "to name pairs, start the list with a header row such as "
+                                 "'probe,gallery,id'") from None
+        else:
+            same = None
         try:
             fold = int(fold_cell) if fold_cell else 0
         except ValueError:
             raise ValueError(f"{where}: fold must be an integer, got {fold_cell!r}") from None
         if fold < 0:
             raise ValueError(f"{where}: fold must be >= 0, got {fold}")
-        pairs.append(Pair(root / probe, root / gallery, same, fold))
+        pairs.append(ListedPair(root / probe, root / gallery, same, fold,
+                                got.get("id") or None))
     if not pairs:
         raise ValueError(f"{path}: empty pair list")
     return pairs
+
+
+def _locate_list(path: str | Path, root: str | Path | None,
+                 format: str) -> tuple[Path, Path, str]:
+    """The pair list's path, its image folder (default: the list's folder) and its format
+    (``"auto"`` resolved by :func:`detect_format`); errors name what is missing."""
+    path = Path(path)
+    if format not in FORMATS:
+        raise ValueError(f"unknown pair-list format {format!r}; choose one of {FORMATS}")
+    if not path.is_file():
+        raise FileNotFoundError(f"no such pair list: {path}")
+    root_path = Path(root) if root is not None else path.parent
+    if not root_path.is_dir():
+        raise FileNotFoundError(f"no such image folder: {root_path}")
+    return path, root_path, detect_format(path) if format == "auto" else format
 
 
 def read_pair_list(path: str | Path, root: str | Path | None = None,
@@ -164,20 +214,24 @@ def read_pair_list(path: str | Path, root: str | Path | None = None,
     ``root`` is the image folder (default: the pair list's folder). ``format`` is ``"auto"``
     (guessed by :func:`detect_format`), ``"lfw"``, ``"calfw"`` or ``"csv"``.
     """
-    path = Path(path)
-    if format not in FORMATS:
-        raise ValueError(f"unknown pair-list format {format!r}; choose one of {FORMATS}")
-    if not path.is_file():
-        raise FileNotFoundError(f"no such pair list: {path}")
-    root_path = Path(root) if root is not None else path.parent
-    if not root_path.is_dir():
-        raise FileNotFoundError(f"no such image folder: {root_path}")
-    fmt = detect_format(path) if format == "auto" else format
+    path, root_path, fmt = _locate_list(path, root, format)
     if fmt == "lfw":
         return read_pairs(path, root_path)
     if fmt == "calfw":
         return read_calfw_pairs(path, root_path)
     return read_csv_pairs(path, root_path)
+
+
+def read_listed_pairs(path: str | Path, root: str | Path | None = None,
+                      format: str = "auto") -> list[ListedPair]:
+    """Read a pair list whose labels are optional (``xfr explain --pairs``): every format of
+    :func:`read_pair_list`, and CSV/TSV rows ``probe,gallery`` without a label (a header row
+    may also name an ``id`` column, the pair's name in the outputs)."""
+    path, root_path, fmt = _locate_list(path, root, format)
+    if fmt == "csv":
+        return _read_csv(path, root_path, labels=False)
+    return [ListedPair(p.probe, p.gallery, p.same, p.fold)
+            for p in read_pair_list(path, root_path, fmt)]
 
 
 def select_folds(pairs: list[Pair], folds: set[int] | None) -> list[Pair]:
@@ -192,5 +246,5 @@ def select_folds(pairs: list[Pair], folds: set[int] | None) -> list[Pair]:
     return [p for p in pairs if p.fold in folds]
 
 
-__all__ = ["FORMATS", "Pair", "detect_format", "read_calfw_pairs", "read_csv_pairs",
-           "read_pair_list", "select_folds"]
+__all__ = ["FORMATS", "ListedPair", "Pair", "detect_format", "read_calfw_pairs",
+           "read_csv_pairs", "read_listed_pairs", "read_pair_list", "select_folds"]

@@ -45,6 +45,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from xfr.interfaces.vocabulary import is_positive
+
 MODES = ("deletion", "insertion")
 #: The two readings of a curve's distances: thresholded outcome and normalised distance.
 KINDS = ("rate", "continuous")
@@ -220,10 +222,11 @@ def curve_distances(verifier: Any, probes: torch.Tensor, galleries: torch.Tensor
 
 
 def rate_curve(distances: np.ndarray, threshold: float, positive: bool) -> np.ndarray:
-    """Per-pair 0/1 outcome ``(N, S)``: accepted (``distance < threshold``) for positive pairs
-    (its mean is the recall), rejected for negative pairs (its mean is the TNR)."""
+    """Per-pair 0/1 outcome ``(N, S)``: accepted (:func:`~xfr.interfaces.vocabulary.is_positive`,
+    ``distance < threshold``) for positive pairs (its mean is the recall), rejected for negative
+    pairs (its mean is the TNR)."""
     d = np.asarray(distances, dtype=np.float64)
-    accepted = d < threshold
+    accepted = is_positive(d, threshold)
     return (accepted if positive else ~accepted).astype(np.float64)
 
 

@@ -23,6 +23,7 @@ from xfr.evaluation.deletion import BETTER
 from xfr.evaluation.references import REFERENCES
 from xfr.evaluation.results import MIN_PAIRS_FOR_VERDICT, POLARITIES
 from xfr.evaluation.table1 import STRATEGIES
+from xfr.interfaces.vocabulary import strategy_label
 
 #: The rate curves: deletion lower is better, insertion higher (both decisions).
 LOWER_IS_BETTER = {"deletion": True, "insertion": False}
@@ -30,7 +31,6 @@ LOWER_IS_BETTER = {"deletion": True, "insertion": False}
 KIND_KEYS = {"rate": "curves", "continuous": "continuous"}
 #: Most step columns in a markdown table (every step is in ``deletion.csv``).
 MAX_COLUMNS = 11
-NAMES = {"oim": "OIM", "um": "UM", "nium": "N-IUM"}
 
 
 def _write(path: Path, text: str) -> None:
@@ -166,7 +166,7 @@ def table1_markdown(r: dict[str, Any]) -> str:
                     cells.append(f"{_f(c['estimate'])} [{_f(c['low'])}, {_f(c['high'])}] "
                                  f"(n={c['n']})" if c["n"] else "n/a (n=0)")
                 paper = t1["paper_lfw_vit_lrp"][f"{decision}/{s}"]
-                lines.append(f"| {decision} | {NAMES[s]} | {paper:.2f} | "
+                lines.append(f"| {decision} | {strategy_label(s)} | {paper:.2f} | "
                              + " | ".join(cells) + " |")
         lines += ["", "Median and how often each strategy has its pair's largest score "
                       "(the metric selector's choice):", "",
@@ -179,7 +179,7 @@ def table1_markdown(r: dict[str, Any]) -> str:
                     c = t1[grouping][g][f"{decision}/{s}"]
                     cells.append(f"median {_f(c['median'])}, wins {_f(100 * c['win_rate'], 0)} %"
                                  if c["n"] else "n/a")
-                lines.append(f"| {decision} | {NAMES[s]} | " + " | ".join(cells) + " |")
+                lines.append(f"| {decision} | {strategy_label(s)} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines) + "\n"
 

@@ -36,6 +36,7 @@ from xfr.evaluation.deletion import (
 from xfr.evaluation.references import REFERENCES
 from xfr.evaluation.table1 import GROUPINGS, PAPER_LFW, PairScores, table1
 from xfr.evaluation.verification import accuracy_at, kfold_accuracy
+from xfr.interfaces.vocabulary import is_positive
 
 POLARITIES = {"positive": "recall (true positives still accepted)",
               "negative": "TNR (true negatives still rejected)"}
@@ -80,8 +81,8 @@ def accuracy_summary(distances: np.ndarray, same: np.ndarray, lfw_folds: np.ndar
     def at(mask: np.ndarray) -> dict[str, Any]:
         d, s = distances[mask], same[mask]
         acc = accuracy_at(d, s, threshold) if len(d) else float("nan")
-        tpr = float(np.mean(d[s] < threshold)) if s.any() else float("nan")
-        tnr = float(np.mean(d[~s] >= threshold)) if (~s).any() else float("nan")
+        tpr = float(np.mean(is_positive(d[s], threshold))) if s.any() else float("nan")
+        tnr = float(np.mean(~is_positive(d[~s], threshold))) if (~s).any() else float("nan")
         return {"pairs": int(mask.sum()), "accuracy": acc, "tpr": tpr, "tnr": tnr}
 
     out["at_threshold"] = {"threshold": threshold, "all": at(np.ones(len(same), bool)),

@@ -37,8 +37,8 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ from xfr.evaluation.references import (
     reference_description,
     reference_maps,
 )
+from xfr.interfaces.vocabulary import BEST_STRATEGY, Decision, decide, is_positive
 
 DEFAULT_GENERATORS: tuple[str, ...] = ("rollout", "vit-lrp", "nograd-lrp")
 DEFAULT_METHODS: tuple[str, ...] = ("paper", "attention", *REFERENCES)
@@ -63,7 +64,7 @@ BUILTIN_METHODS: tuple[str, ...] = ("paper", "attention", *REFERENCES)
 
 #: ``xfr evaluate``'s own setting of the paper explainer: the fixed OIM selector (paper Sec. 4:
 #: "OIM is the most effective masking technique for both types of FV decision").
-PAPER_EVAL_OPTIONS: dict[str, Any] = {"selector": "fixed:oim"}
+PAPER_EVAL_OPTIONS: dict[str, Any] = {"selector": f"fixed:{BEST_STRATEGY}"}
 #: Paper options that change the speed only, never a number: left out of curve labels.
 SPEED_ONLY_OPTIONS: frozenset[str] = frozenset({"batch_size"})
 #: Paper options that change the attention maps, hence the ``attention-<generator>`` curve.
@@ -88,7 +89,7 @@ def selector_tag(selector: Any) -> str:
     text = str(selector).strip()
     name, _, argument = text.partition(":")
     if name == "fixed":
-        return argument.strip() or "oim"
+        return argument.strip() or BEST_STRATEGY
     return text.replace(":", "-")
 
 
@@ -113,7 +114,8 @@ def paper_labels(generator: str, options: dict[str, Any],
     changed = sorted(k for k in config
                      if k not in ("generator", "selector") and k not in SPEED_ONLY_OPTIONS
                      and (k not in defaults or config[k] != defaults[k]))
-    heat = f"paper-{generator}-{selector_tag(config.get('selector', 'fixed:oim'))}"
+    selector = config.get("selector", PAPER_EVAL_OPTIONS["selector"])
+    heat = f"paper-{generator}-{selector_tag(selector)}"
     heat += "".join(f"+{k}={_option_text(config[k])}" for k in changed)
     att = f"attention-{generator}"
     att += "".join(f"+{k}={_option_text(config[k])}" for k in changed if k in ATTENTION_OPTIONS)
@@ -176,6 +178,9 @@ class EvalSettings:
     report_only: bool = False
     #: The exact command line, recorded in ``command.txt``.
     command: str = ""
+    #: Where the units' model passes run (:mod:`xfr.engines`); ``None``: this process. Not
+    #: part of any cache key: every engine gives the same records.
+    engine: Any = None
 
     def validate(self) -> None:
         check_fractions(self.fractions)
@@ -283,8 +288,9 @@ class PairInfo:
     distance: float
     same: bool
 
-    def decision(self, threshold: float) -> str:
-        return "positive" if self.distance < threshold else "negative"
+    def decision(self, threshold: float) -> Decision:
+        """The verifier's decision on this pair at ``threshold`` (paper Sec. 3.1)."""
+        return decide(self.distance, threshold)
 
 
 @dataclass
@@ -400,7 +406,7 @@ class Evaluation:
             self._blank = self.verifier.embed(torch.zeros_like(probes[:1]))[0]
         for positive in (True, False):
             idx = [j for j, info in enumerate(infos) if j in maps
-                   and info.same == positive and (info.distance < th) == positive]
+                   and info.same == positive and is_positive(info.distance, th) == positive]
             if not idx:
                 continue
             m = np.stack([maps[j] for j in idx]).astype(np.float32)
@@ -563,21 +569,44 @@ class Evaluation:
             mine = [p for p in mine if p.index % k == i - 1]
         todo = [p for p in mine if not (folder / f"{p.key}.json").exists()]
         if todo and not self.s.report_only:
+            chunks = [todo[s : s + self.s.batch_size]
+                      for s in range(0, len(todo), self.s.batch_size)]
             with tqdm(total=len(mine), initial=len(mine) - len(todo), desc=unit.name,
                       disable=not self.s.progress, unit="pair") as bar:
-                for s in range(0, len(todo), self.s.batch_size):
-                    chunk = todo[s : s + self.s.batch_size]
-                    for info, rec in zip(chunk, unit.compute(chunk), strict=True):
+                for k, computed in self.map_chunks(unit, chunks):
+                    for info, rec in zip(chunks[k], computed, strict=True):
                         rec = {"pair": [str(info.pair.probe), str(info.pair.gallery)],
                                "same": info.same, **rec}
                         _write_json(folder / f"{info.key}.json", rec)
-                    bar.update(len(chunk))
+                    bar.update(len(chunks[k]))
         records = {}
         for p in unit.pairs:
             f = folder / f"{p.key}.json"
             if f.exists():
                 records[p.key] = json.loads(f.read_text())
         return records
+
+    def map_chunks(self, unit: Unit, chunks: list[list[PairInfo]]
+                   ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """``(position, records)`` of every chunk of ``unit``: computed here, or on the
+        engine's workers (:class:`UnitJob`), in any order; the caller writes the cache."""
+        from xfr.engines import LocalEngine
+
+        if self.s.engine is None or isinstance(self.s.engine, LocalEngine):
+            for k, chunk in enumerate(chunks):
+                yield k, unit.compute(chunk)
+            return
+        job = UnitJob(replace(self.s, engine=None), unit.name)
+        items = [(chunk, {f: self.crops[f] for i in chunk
+                          for f in (i.pair.probe, i.pair.gallery)}) for chunk in chunks]
+        yield from self.s.engine.map(job, items)
+
+    def unit_named(self, name: str) -> Unit:
+        """The unit called ``name`` (its pairs as this object knows them)."""
+        for unit in self.units():
+            if unit.name == name:
+                return unit
+        raise KeyError(f"no unit {name!r}")
 
     # -- the run ----------------------------------------------------------------------------
     def check_methods(self) -> None:
@@ -606,8 +635,13 @@ class Evaluation:
     def run(self) -> dict[str, Any] | None:
         """Compute everything missing; return the results (``None`` for a shard process)."""
         from xfr.api import load_verifier
+        from xfr.engines import LocalEngine
         from xfr.evaluation.results import summarise
 
+        if (self.s.engine is not None and not isinstance(self.s.engine, LocalEngine)
+                and not isinstance(self.s.verifier, (str, Path))):
+            raise ValueError("--engine ray needs the verifier as a name, NAME:SOURCE or model "
+                             "folder (each worker loads it), not a verifier object")
         pairs = self.load_pairs()
         self.verifier = load_verifier(self.s.verifier)
         self.check_methods()
@@ -620,8 +654,8 @@ class Evaluation:
         if not self.infos:
             raise ValueError("no pair could be evaluated (no face aligned)")
         th = float(self.verifier.threshold)
-        self.tp = [i for i in self.infos if i.same and i.distance < th]
-        self.tn = [i for i in self.infos if not i.same and i.distance >= th]
+        self.tp = [i for i in self.infos if i.same and is_positive(i.distance, th)]
+        self.tn = [i for i in self.infos if not i.same and not is_positive(i.distance, th)]
         self.curve_pairs = self.tp + self.tn
         rng = np.random.default_rng(self.s.seed)
         lim = self.s.baseline_limit
@@ -641,7 +675,32 @@ class Evaluation:
         return summarise(self, records)
 
 
+@dataclass
+class UnitJob:
+    """A unit's chunks on an engine's workers (:class:`xfr.engines.Job`): each worker loads
+    the verifier once; an item is ``(pairs, their aligned crops)``, its result the unit's
+    records of those pairs, exactly what :meth:`Evaluation.run_unit` computes here."""
+
+    settings: EvalSettings
+    unit: str
+
+    def setup(self) -> Evaluation:
+        from xfr.api import load_verifier
+
+        ev = Evaluation(self.settings)
+        ev.verifier = load_verifier(self.settings.verifier)
+        ev.infos, ev.curve_pairs, ev.subset = [], [], []
+        return ev
+
+    def compute(self, ev: Evaluation, item: tuple[list[PairInfo], dict[Path, np.ndarray]]
+                ) -> list[dict[str, Any]]:
+        chunk, crops = item
+        ev.crops = crops
+        return ev.unit_named(self.unit).compute(chunk)
+
+
 __all__ = ["BASELINES", "BUILTIN_METHODS", "DEFAULT_GENERATORS", "DEFAULT_METHODS",
            "PAPER_EVAL_OPTIONS", "CurveSource", "EvalSettings", "Evaluation", "PairInfo",
+           "UnitJob",
            "limit_pairs", "model_fingerprint", "pair_seed", "paper_defaults", "paper_labels",
            "parse_shard", "random_maps", "selector_tag"]

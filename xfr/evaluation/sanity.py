@@ -371,6 +371,61 @@ def explain_step(verifier: Any, probes: Any, galleries: Any, generator: str,
                     np.array([e.distance for e in out]))
 
 
+@dataclass
+class StepJob:
+    """Explanations of the cascade on an engine's workers (:class:`xfr.engines.Job`): an item
+    is ``(step index, generator, probes, galleries)`` of one batch; each worker loads the
+    verifier once and keeps the randomised copy of the step it last saw."""
+
+    verifier: Any
+    seed: int
+
+    def setup(self) -> dict[str, Any]:
+        from xfr.api import load_verifier
+
+        model = load_verifier(self.verifier)
+        return {"model": model, "steps": {st.index: st for st in cascade_steps(model)},
+                "step": None, "v": None}
+
+    def compute(self, state: dict[str, Any], item: tuple[int, str, Any, Any]
+                ) -> tuple[StepMaps, float]:
+        index, generator, probes, galleries = item
+        if state["step"] != index:
+            state["v"] = None  # one randomised copy at a time
+            state["v"] = state["model"] if index == 0 else randomised_verifier(
+                state["model"], state["steps"][index], self.seed)
+            state["step"] = index
+        t0 = time.perf_counter()
+        maps = explain_step(state["v"], probes, galleries, generator, probes.shape[0])
+        return maps, time.perf_counter() - t0
+
+
+def explain_steps(engine: Any, s: SanitySettings, steps: Sequence[CascadeStep], probes: Any,
+                  galleries: Any) -> dict[tuple[int, str], tuple[StepMaps, float]]:
+    """Every step's and generator's :class:`StepMaps` computed by ``engine`` in batches of
+    ``s.batch_size`` pairs, joined in pair order, with the workers' seconds."""
+    n = probes.shape[0]
+    # clone(): a pickled slice would carry its whole tensor's storage
+    items = [(step.index, g, probes[b:b + s.batch_size].clone(),
+              galleries[b:b + s.batch_size].clone())
+             for step in steps for g in s.generators for b in range(0, n, s.batch_size)]
+    parts: dict[int, tuple[StepMaps, float]] = dict(
+        engine.map(StepJob(s.verifier, s.seed), items))
+    out: dict[tuple[int, str], tuple[StepMaps, float]] = {}
+    k = 0
+    for step in steps:
+        for g in s.generators:
+            chunk = [parts[k + j] for j in range(len(range(0, n, s.batch_size)))]
+            k += len(chunk)
+            maps = [m for m, _ in chunk]
+            out[(step.index, g)] = (StepMaps(
+                np.concatenate([m.raw for m in maps]), np.concatenate([m.final for m in maps]),
+                np.concatenate([m.has_final for m in maps]),
+                [d for m in maps for d in m.decisions],
+                np.concatenate([m.distances for m in maps])), sum(t for _, t in chunk))
+    return out
+
+
 # -- 5. similarity ----------------------------------------------------------------------------
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rank correlation over the pixels of two maps ``(H, W)``; 1 for identical
@@ -516,12 +571,15 @@ def run_sanity(pairs: str | Path, root: str | Path, out: str | Path | None = Non
                generators: Sequence[str] = DEFAULT_GENERATORS, verifier: Any = "default",
                seed: int = 0, batch_size: int = 32, n_boot: int = 2000,
                align_cache: str | Path | None = None, progress: bool = True,
-               command: str = "") -> dict[str, Any]:
+               command: str = "", engine: Any = None) -> dict[str, Any]:
     """Run the cascading model-randomisation check (Adebayo et al. 2018, Sec. 3.1) of the
     paper's explanations (Correia et al. Sec. 3.1) on a pair list (as in its Sec. 4), and
     write ``sanity.json``, ``sanity.md``, ``sanity.png`` and ``command.txt`` into ``out``
     (when given). ``verifier`` is a name, a model folder or a verifier object, which is never
-    modified. Returns what ``sanity.json`` holds."""
+    modified. ``engine`` (:mod:`xfr.engines`; default this process) runs the explanations:
+    on Ray, every (step, generator, batch) is one item (:class:`StepJob`) and the driver
+    computes the similarities, so the results are the same. Returns what ``sanity.json``
+    holds."""
     from tqdm import tqdm
 
     from xfr.api import load_verifier
@@ -535,6 +593,10 @@ def run_sanity(pairs: str | Path, root: str | Path, out: str | Path | None = Non
         n_boot=n_boot, progress=progress, command=command,
         align_cache=None if align_cache is None else Path(align_cache))
     s.validate()
+    distributed = engine is not None and getattr(engine, "name", "local") != "local"
+    if distributed and not isinstance(s.verifier, (str, Path)):
+        raise UserError("--engine ray needs the verifier as a name, NAME:SOURCE or model "
+                        "folder (each worker loads it), not a verifier object")
     started = time.perf_counter()
     pair_list = load_pairs(s)
     model = load_verifier(s.verifier)
@@ -548,13 +610,21 @@ def run_sanity(pairs: str | Path, root: str | Path, out: str | Path | None = Non
 
     references: dict[str, StepMaps] = {}
     records: dict[str, list[dict[str, Any]]] = {g: [] for g in s.generators}
+    done: dict[tuple[int, str], tuple[StepMaps, float]] = {}
+    if distributed:
+        done = explain_steps(engine, s, steps, probes, galleries)
     with tqdm(total=len(steps) * len(s.generators), desc="sanity", unit="explanation",
               disable=not s.progress) as bar:
         for step in steps:
-            v = model if step.index == 0 else randomised_verifier(model, step, s.seed)
+            v = model if step.index == 0 or distributed else \
+                randomised_verifier(model, step, s.seed)
             for g in s.generators:
                 t0 = time.perf_counter()
-                maps = explain_step(v, probes, galleries, g, s.batch_size)
+                if distributed:
+                    maps, worker_seconds = done.pop((step.index, g))
+                    t0 -= worker_seconds
+                else:
+                    maps = explain_step(v, probes, galleries, g, s.batch_size)
                 if step.index == 0:
                     references[g] = maps
                 sims = similarity_to_reference(references[g], maps)

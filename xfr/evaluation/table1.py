@@ -23,11 +23,10 @@ from typing import Any
 import numpy as np
 
 from xfr.evaluation.bootstrap import Interval, bootstrap_ci
+from xfr.interfaces.vocabulary import DECISIONS, POSITIVE, paper_strategies
 
-STRATEGIES: dict[str, tuple[str, ...]] = {
-    "positive": ("oim", "um"),
-    "negative": ("oim", "um", "nium"),
-}
+#: The rows of Tab. 1: the paper's strategies of each decision (Sec. 3.2-3.3), in its order.
+STRATEGIES: dict[str, tuple[str, ...]] = {d: paper_strategies(d) for d in DECISIONS}
 #: The paper's Tab. 1, LFW column (attention maps by ViT-LRP, all LFW pairs).
 PAPER_LFW: dict[tuple[str, str], float] = {
     ("positive", "oim"): 10.00,
@@ -72,7 +71,7 @@ def in_group(p: PairScores, decision: str, grouping: str) -> bool:
         raise ValueError(f"grouping must be one of {GROUPINGS}, got {grouping!r}")
     if p.decision != decision:
         return False
-    return grouping == "decision" or p.same == (decision == "positive")
+    return grouping == "decision" or p.same == (decision == POSITIVE)
 
 
 def table1(pairs: Iterable[PairScores], *, grouping: str = "correct", n_boot: int = 2000,

@@ -12,22 +12,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from xfr.interfaces.vocabulary import is_positive
+
 THRESHOLDS = np.round(np.arange(0.0, 4.0 + 1e-9, 0.01), 2)
 
 
 def accuracy_at(distances: np.ndarray, same: np.ndarray, threshold: float) -> float:
-    """Fraction of pairs decided correctly: positive when ``distance < threshold``."""
+    """Fraction of pairs decided correctly (:func:`~xfr.interfaces.vocabulary.is_positive`:
+    positive when ``distance < threshold``, paper Sec. 3.1)."""
     distances, same = np.asarray(distances, float), np.asarray(same, bool)
     if len(distances) == 0:
         raise ValueError("no pairs to evaluate")
-    return float(np.mean((distances < threshold) == same))
+    return float(np.mean(is_positive(distances, threshold) == same))
 
 
 def best_threshold(distances: np.ndarray, same: np.ndarray,
                    thresholds: np.ndarray = THRESHOLDS) -> float:
     """The threshold of ``thresholds`` with the highest accuracy (the smallest on ties)."""
     distances, same = np.asarray(distances, float), np.asarray(same, bool)
-    acc = ((distances[None, :] < thresholds[:, None]) == same[None, :]).mean(axis=1)
+    acc = (is_positive(distances[None, :], thresholds[:, None]) == same[None, :]).mean(axis=1)
     return float(thresholds[int(np.argmax(acc))])
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-Decision = Literal["positive", "negative"]
+# Defined with the rest of the paper's vocabulary; importable from here as before.
+from xfr.interfaces.vocabulary import Decision
+
+__all__ = ["Decision", "MaskStrategy"]
 
 
 @runtime_checkable
@@ -17,8 +20,9 @@ class MaskStrategy(Protocol):
     """
 
     name: str
-    #: The decisions this strategy may explain (N-IUM: negative only).
-    decisions: frozenset[str]
+    #: The decisions this strategy may explain (N-IUM: negative only; the paper's strategies
+    #: take theirs from :data:`xfr.interfaces.vocabulary.PAPER_STRATEGIES`).
+    decisions: frozenset[Decision]
 
     def combine(self, mask_p: np.ndarray, mask_g: np.ndarray) -> np.ndarray:
         """The mask (``True`` = removed) applied to probe and gallery alike."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from xfr.explanation import Candidate
+    from xfr.interfaces.vocabulary import Decision
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,9 @@ class Selector(Protocol):
 
     name: str
 
-    def select(self, decision: str, distance: float, candidates: Sequence[Candidate]) -> Selection:
+    def select(
+        self, decision: Decision, distance: float, candidates: Sequence[Candidate]
+    ) -> Selection:
         """Score every candidate (its ``score``/``reason`` fields) and return the choice.
 
         ``distance`` is the pair's original distance d; each candidate carries its removed area

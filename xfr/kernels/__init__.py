@@ -1,9 +1,11 @@
 """The heatmap kernels of the paper: Otsu masks, mask combination, dilation, Gaussian smoothing.
 
 These are the image operations of the paper's Sec. 3.2-3.3 as its authors' code runs them
-(docs/method.md): Otsu on ``uint8(255 x map)``, the mask
-strategies OIM / UM / N-IUM, and the "smooth" chain (min-max -> 8x8 elliptical dilation ->
-Gaussian of size 56, sigma 56 / 8.5 -> min-max) applied to each final heatmap.
+(docs/method.md): Otsu on ``uint8(255 x map)``, set operations on two masks (intersection,
+union, symmetric difference) and the two maps combined inside such a mask, and the "smooth"
+chain (min-max -> 8x8 elliptical dilation -> Gaussian of size 56, sigma 56 / 8.5 -> min-max)
+applied to each final heatmap. The kernels speak of set operations only: which operation each
+of the paper's mask strategies is (OIM, UM, N-IUM) is said by the mask plugins.
 
 Every function takes a batch ``[N, H, W]`` or one ``[H, W]`` image (returned unbatched), as
 NumPy arrays or torch tensors, and returns the same kind:
@@ -31,6 +33,11 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
+# The paper's smoothing (Sec. 3.1), defined with the rest of its vocabulary.
+from xfr.interfaces.vocabulary import DILATE_SIZE as PAPER_DILATE_SIZE
+from xfr.interfaces.vocabulary import GAUSSIAN_SIGMA as PAPER_SIGMA
+from xfr.interfaces.vocabulary import GAUSSIAN_SIZE as PAPER_GAUSSIAN_SIZE
+
 if TYPE_CHECKING:
     import torch
 
@@ -43,7 +50,9 @@ __all__ = [
     "PAPER_GAUSSIAN_SIZE",
     "PAPER_SIGMA",
     "KernelCentre",
+    "SetOperation",
     "combine",
+    "combine_maps",
     "dilate",
     "gaussian",
     "gaussian_kernel",
@@ -51,19 +60,12 @@ __all__ = [
     "otsu",
     "set_num_threads",
     "smooth_heatmap",
-    "strategy_heatmap",
     "structuring_element",
 ]
 
-#: Dilation size of the paper's smoothing (an 8x8 ellipse).
-PAPER_DILATE_SIZE = 8
-#: Gaussian size of the paper's smoothing.
-PAPER_GAUSSIAN_SIZE = 56
-#: Gaussian sigma of the paper's smoothing: 56 / 8.5 (about 6.59; the paper's "6.6 variance").
-PAPER_SIGMA = 56 / 8.5
-
+#: A set operation on two masks: ``"and"`` (intersection), ``"or"`` (union) or ``"xor"``
+#: (symmetric difference).
 SetOperation = Literal["and", "or", "xor"]
-StrategyName = Literal["oim", "um", "nium"]
 ElementShape = Literal["ellipse", "rect"]
 #: Where an even-sized Gaussian kernel peaks: ``"opencv"`` (symmetric, between the two middle
 #: taps, ``cv2.getGaussianKernel``) or ``"authors"`` (on tap ``size // 2 - 1``, the kernel the
@@ -71,7 +73,6 @@ ElementShape = Literal["ellipse", "rect"]
 KernelCentre = Literal["opencv", "authors"]
 
 _OPS = ("and", "or", "xor")
-_STRATEGIES = ("oim", "um", "nium")
 _SHAPES = ("ellipse", "rect")
 _CENTRES = ("opencv", "authors")
 
@@ -283,8 +284,9 @@ def otsu(maps: ArrayT) -> tuple[ArrayT, ArrayT]:
 
 
 def combine(a: ArrayT, b: ArrayT, op: SetOperation) -> ArrayT:
-    """``a AND b``, ``a OR b`` or ``a XOR b`` of two masks: the masks of OIM (AND), UM (OR)
-    and N-IUM (XOR) from the probe's and gallery's Otsu masks (paper Sec. 3.2). Returns bool.
+    """The intersection ``a AND b`` (``op="and"``), union ``a OR b`` (``"or"``) or symmetric
+    difference ``a XOR b`` (``"xor"``) of two masks, e.g. the probe's and gallery's Otsu masks
+    (paper Sec. 3.2-3.3: each mask strategy is one of these). Returns bool.
     """
     op = _choice(op, "op", _OPS)  # type: ignore[assignment]
     kind = _kind(("a", a), ("b", b))
@@ -295,19 +297,23 @@ def combine(a: ArrayT, b: ArrayT, op: SetOperation) -> ArrayT:
     return out[0] if single else out
 
 
-def strategy_heatmap(
-    map_p: ArrayT, map_g: ArrayT, mask_p: ArrayT, mask_g: ArrayT, strategy: StrategyName
+def combine_maps(
+    map_p: ArrayT, map_g: ArrayT, mask_p: ArrayT, mask_g: ArrayT, op: SetOperation
 ) -> ArrayT:
-    """Heatmap values of a mask strategy (docs/method.md, "Mask strategies"), with
-    B1 = ``mask_p``, B2 = ``mask_g`` the Otsu masks and A1 = ``map_p``, A2 = ``map_g`` the maps:
+    """The two maps combined inside the mask ``combine(mask_p, mask_g, op)``: the heatmap
+    values of a mask strategy (paper Sec. 3.2; docs/method.md, "Mask strategies").
 
-    - ``"oim"``: (B1 A1 + B2 A2) / 2 inside B1 AND B2,
-    - ``"nium"``: B1 A1 + B2 A2 inside B1 XOR B2,
-    - ``"um"``: the sum of those two (inside B1 OR B2);
+    With B1 = ``mask_p``, B2 = ``mask_g`` the masks and A1 = ``map_p``, A2 = ``map_g`` the maps,
+    a pixel of that mask gets the mean (B1 A1 + B2 A2) / 2 of the two maps where both masks are
+    set, and B1 A1 + B2 A2 (the one masked map) where only one is; pixels outside get zero:
 
-    zero elsewhere. float32, bit-identical between the NumPy and torch paths.
+    - ``"and"`` (intersection): (B1 A1 + B2 A2) / 2 inside B1 AND B2,
+    - ``"xor"`` (symmetric difference): B1 A1 + B2 A2 inside B1 XOR B2,
+    - ``"or"`` (union): both, inside B1 OR B2.
+
+    float32, bit-identical between the NumPy and torch paths.
     """
-    strategy = _choice(strategy, "strategy", _STRATEGIES)  # type: ignore[assignment]
+    op = _choice(op, "op", _OPS)  # type: ignore[assignment]
     kind = _kind(("map_p", map_p), ("map_g", map_g), ("mask_p", mask_p), ("mask_g", mask_g))
     a1, single = _maps(map_p, "map_p", kind)
     a2, _ = _maps(map_g, "map_g", kind)
@@ -315,12 +321,14 @@ def strategy_heatmap(
     b2, _ = _masks(mask_g, "mask_g", kind)
     _same_shapes(("map_p", a1), ("map_g", a2), ("mask_p", b1), ("mask_g", b2))
     impl = _native() if kind == "numpy" else _torch_impl()
-    out = impl.strategy_heatmap(a1, a2, b1, b2, strategy)
+    out = impl.combine_maps(a1, a2, b1, b2, op)
     return out[0] if single else out
 
 
 def dilate(
-    maps: ArrayT, size: int | tuple[int, int] = (8, 8), shape: ElementShape = "ellipse"
+    maps: ArrayT,
+    size: int | tuple[int, int] = (PAPER_DILATE_SIZE, PAPER_DILATE_SIZE),
+    shape: ElementShape = "ellipse",
 ) -> ArrayT:
     """Grayscale dilation with an elliptical structuring element, 8x8 in the paper's chain
     (docs/method.md, "Smoothing").
@@ -343,7 +351,10 @@ def dilate(
 
 
 def gaussian(
-    maps: ArrayT, size: int = 56, sigma: float = PAPER_SIGMA, centre: KernelCentre = "opencv"
+    maps: ArrayT,
+    size: int = PAPER_GAUSSIAN_SIZE,
+    sigma: float = PAPER_SIGMA,
+    centre: KernelCentre = "opencv",
 ) -> ArrayT:
     """Gaussian filter (paper Sec. 3.1: size 56, sigma 56 / 8.5; kernel normalised to sum 1).
 
@@ -372,8 +383,8 @@ def gaussian(
 
 def smooth_heatmap(
     maps: ArrayT,
-    dilate_size: int | tuple[int, int] = 8,
-    gaussian_size: int = 56,
+    dilate_size: int | tuple[int, int] = PAPER_DILATE_SIZE,
+    gaussian_size: int = PAPER_GAUSSIAN_SIZE,
     sigma: float = PAPER_SIGMA,
     centre: KernelCentre = "opencv",
 ) -> ArrayT:
@@ -404,7 +415,7 @@ def smooth_heatmap(
 
 
 def gaussian_kernel(
-    size: int = 56, sigma: float = PAPER_SIGMA, centre: KernelCentre = "opencv"
+    size: int = PAPER_GAUSSIAN_SIZE, sigma: float = PAPER_SIGMA, centre: KernelCentre = "opencv"
 ) -> np.ndarray:
     """The 1-D taps ``g`` of :func:`gaussian` (float32, sum 1): ``g[i] ~ exp(-(i - c)^2 /
     (2 sigma^2))`` with ``c = (size - 1) / 2`` (``"opencv"``, the formula of
@@ -419,7 +430,8 @@ def gaussian_kernel(
 
 
 def structuring_element(
-    size: int | tuple[int, int] = (8, 8), shape: ElementShape = "ellipse"
+    size: int | tuple[int, int] = (PAPER_DILATE_SIZE, PAPER_DILATE_SIZE),
+    shape: ElementShape = "ellipse",
 ) -> np.ndarray:
     """The structuring element of :func:`dilate`: bool ``[height, width]``, equal to
     ``cv2.getStructuringElement(cv2.MORPH_ELLIPSE or MORPH_RECT, (width, height))``."""

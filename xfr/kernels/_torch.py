@@ -94,16 +94,15 @@ def combine(a: torch.Tensor, b: torch.Tensor, op: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def strategy_heatmap(
-    map_p: torch.Tensor, map_g: torch.Tensor, mask_p: torch.Tensor, mask_g: torch.Tensor,
-    strategy: str,
+def combine_maps(
+    map_p: torch.Tensor, map_g: torch.Tensor, mask_p: torch.Tensor, mask_g: torch.Tensor, op: str
 ) -> torch.Tensor:
     b1, b2 = mask_p.bool(), mask_g.bool()
     s = torch.where(b1, map_p, 0.0) + torch.where(b2, map_g, 0.0)  # B1 A1 + B2 A2
     both, one = b1 & b2, b1 ^ b2
-    if strategy == "oim":
+    if op == "and":
         return torch.where(both, s / 2, 0.0)
-    if strategy == "nium":
+    if op == "xor":
         return torch.where(one, s, 0.0)
     return torch.where(both, s / 2, torch.where(one, s, 0.0))
 

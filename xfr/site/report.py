@@ -39,9 +39,6 @@ MARKER = ".xfr-report"
 REPORT_FOLDER = "report"
 #: The static files copied into ``report/assets/``.
 ASSETS = ("report.css", "report.js")
-#: The columns of ``summary.csv`` this module reads (``xfr explain --pairs``).
-SUMMARY_COLUMNS = ("index", "stem", "probe", "gallery", "status", "decision", "distance",
-                   "threshold", "margin", "strategy", "label", "correct", "seconds", "error")
 
 
 @dataclass

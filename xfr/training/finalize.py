@@ -61,11 +61,12 @@ def pair_distances(verifier: object, pairs: Sequence[Pair], cache: str | Path,
 
 def learning_curve(checkpoint: str | Path) -> list[dict[str, float]]:
     """The held-out evaluations logged in a training checkpoint's history (step, epoch,
-    distillation loss, held-out accuracy with and without the mirror image)."""
+    distillation loss, held-out accuracy: as is, with the mirror image, in grayscale)."""
     import torch
 
     history = torch.load(checkpoint, map_location="cpu", weights_only=False).get("history", [])
-    keys = ("step", "epoch", "loss", "heldout_accuracy", "heldout_accuracy_flip")
+    keys = ("step", "epoch", "loss", "heldout_accuracy", "heldout_accuracy_flip",
+            "heldout_accuracy_gray")
     return [
         {k: round(float(h[k]), 5) for k in keys if h.get(k) is not None}
         for h in history

@@ -84,6 +84,8 @@ def _recipe(provenance: dict[str, Any]) -> list[str]:
         rows += ["## Reproduce", "", "```", command,
                  "python -m xfr.training.finalize MODEL_DIR  # threshold, figures, this card",
                  "```", ""]
+        if provenance.get("run_notes"):
+            rows += [str(provenance["run_notes"]), ""]
     recipe = provenance.get("recipe")
     if recipe:
         rows += ["## Training views", "",
@@ -101,13 +103,14 @@ def _history(provenance: dict[str, Any]) -> list[str]:
     if not history:
         return []
     rows = ["## History", "",
-            "Earlier default models, measured on the same evaluation folds.", "",
-            "| date | steps | minutes | threshold (chosen on) | 10-fold | at threshold | "
-            "grayscale 10-fold | grayscale at threshold |",
-            "|---|---:|---:|---|---:|---:|---:|---:|"]
+            "Earlier default models, on the LFW folds they were evaluated on (grayscale figures "
+            "measured when they were replaced).", "",
+            "| date | evaluation folds | steps | minutes | threshold (chosen on) | 10-fold | "
+            "at threshold | grayscale 10-fold | grayscale at threshold |",
+            "|---|---|---:|---:|---|---:|---:|---:|---:|"]
     for h in history:
         rows.append(
-            f"| {h.get('date', 'n/a')} | {h.get('steps', 'n/a')} | "
+            f"| {h.get('date', 'n/a')} | {h.get('folds', 'n/a')} | {h.get('steps', 'n/a')} | "
             f"{float(h.get('training_seconds', 0)) / 60:.0f} | "
             f"{float(h.get('threshold', float('nan'))):.2f} "
             f"({h.get('threshold_chosen_on', 'n/a')}) | {_pct(h.get('heldout_accuracy'))} | "

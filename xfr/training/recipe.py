@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from xfr.data.lfw import Pair, fold_identities, identity_of, image_folder, read_pairs
 from xfr.evaluation.verification import best_threshold, kfold_accuracy
 from xfr.training.face_set import FaceSet, build_face_set, list_face_files, teacher_embeddings
-from xfr.training.trainer import TrainData
+from xfr.training.trainer import LUMA_WEIGHTS, TrainData
 
 #: LFW View 2 folds whose pairs are reported (never trained on, never used to choose anything).
 EVAL_FOLDS: tuple[int, ...] = (9, 10)
@@ -120,7 +120,7 @@ def embed_crops(model: Callable[[torch.Tensor], torch.Tensor], crops: np.ndarray
 
 def grayscale_crops(crops: np.ndarray) -> np.ndarray:
     """``(N, 112, 112, 3)`` uint8 crops as grayscale photos (BT.601 luma on every channel)."""
-    luma = crops.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    luma = crops.astype(np.float32) @ np.array(LUMA_WEIGHTS, np.float32)
     return np.repeat(np.clip(np.rint(luma), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
 
 

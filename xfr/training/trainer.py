@@ -79,10 +79,15 @@ def centred_teacher(teacher: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return t / np.maximum(np.linalg.norm(t, axis=-1, keepdims=True), 1e-9), mean
 
 
+#: ITU-R BT.601 luma weights of R, G, B: what a grayscale photo keeps of a colour one.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
 def to_grayscale(x: torch.Tensor) -> torch.Tensor:
-    """ITU-R BT.601 luma of ``(N, 3, H, W)`` RGB images, repeated on the three channels (what a
-    grayscale photo becomes when a colour model reads it)."""
-    luma = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    """BT.601 luma (:data:`LUMA_WEIGHTS`) of ``(N, 3, H, W)`` RGB images, repeated on the three
+    channels (what a grayscale photo becomes when a colour model reads it)."""
+    r, g, b = LUMA_WEIGHTS
+    luma = r * x[:, 0:1] + g * x[:, 1:2] + b * x[:, 2:3]
     return luma.expand(-1, 3, -1, -1).contiguous()
 
 

@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from xfr.interfaces.images import check_faces
 from xfr_plugins.attention.maps import to_image_maps
 from xfr_plugins.attention.targets import check_reference, check_target
 from xfr_plugins.attention.tracing import (
-    check_images,
     check_vit_verifier,
     move_to_model,
     patch_embed_in_eval,
@@ -100,7 +100,7 @@ class AttentionMapGenerator(ABC):
         """Maps ``(N, H, W)`` in [0, 1], float32, on ``images``' device (see the contract)."""
         backbone = check_vit_verifier(verifier)
         target = check_target(target)
-        images = check_images(images, verifier)
+        images = check_faces(images, getattr(verifier, "input_size", None))
         n = images.shape[0]
         ref = check_reference(target, reference, n)
         grid = tuple(int(g) for g in verifier.grid_size)

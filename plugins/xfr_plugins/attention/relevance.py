@@ -11,7 +11,8 @@ The relevance of the attention probabilities ``A`` of each block (the "cam" of C
 handed to ``on_attention`` as soon as it is known, so callers reduce it at once (e.g. mean over
 heads) and nothing of size ``depth x N x H x T x T`` is held. The block activations are
 recomputed from each block's stored input (:func:`tracing.block_forward`), trading one forward
-for the memory of all activations. Relevance down to the pixels: :mod:`input_relevance`.
+for the memory of all activations. Relevance down to the pixels, which the maps never need,
+is the conservation check of the tests (``tests/input_relevance.py``).
 """
 
 from __future__ import annotations

@@ -31,7 +31,6 @@ __all__ = [
     "BlockActivations",
     "Trace",
     "block_forward",
-    "check_images",
     "check_vit_verifier",
     "move_to_model",
     "embed_tokens",
@@ -136,27 +135,6 @@ def num_prefix_tokens(backbone: nn.Module) -> int:
     """CLS plus register tokens (the tokens in front of the patch tokens)."""
     reg = getattr(backbone, "reg_token", None)
     return 1 + (0 if reg is None else int(reg.shape[1]))
-
-
-def check_images(images: object, verifier: object) -> torch.Tensor:
-    """Validate ``(N, 3, H, W)`` finite images of the verifier's input size; return a float copy."""
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}")
-    if images.shape[0] == 0:
-        raise ValueError("images is an empty batch")
-    size = getattr(verifier, "input_size", None)
-    if size is not None and tuple(images.shape[-2:]) != (int(size), int(size)):
-        raise ValueError(
-            f"images must be {size}x{size} (the verifier's input size), "
-            f"got {tuple(images.shape[-2:])}"
-        )
-    if not images.is_floating_point():
-        images = images.float()
-    if not torch.isfinite(images).all():
-        raise ValueError("images contain NaN or infinite values")
-    return images
 
 
 @contextlib.contextmanager

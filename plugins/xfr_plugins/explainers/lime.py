@@ -47,9 +47,9 @@ from xfr_plugins.explainers.perturbation import (
     PairContext,
     PerturbationExplainer,
     Source,
-    _int_at_least,
-    _number_in,
+    int_at_least,
     make_progress,
+    number_in,
     scores,
     stream_embeddings,
 )
@@ -106,13 +106,13 @@ class LIMEExplainer(PerturbationExplainer):
 
     def _check_options(self, o: dict[str, Any]) -> None:
         m = self.name
-        _int_at_least(m, "n_samples", o["n_samples"], 2)
-        _number_in(m, "p_keep", o["p_keep"], 0.0, 1.0)
-        _number_in(m, "kernel_width", o["kernel_width"], 0.0, float("inf"))
-        _int_at_least(m, "top_k", o["top_k"], 1)
-        _number_in(m, "kernel_size", o["kernel_size"], 0.0, float("inf"))
-        _number_in(m, "max_dist", o["max_dist"], 0.0, float("inf"))
-        _number_in(m, "ratio", o["ratio"], 0.0, 1.0, open_low=False)
+        int_at_least(m, "n_samples", o["n_samples"], 2)
+        number_in(m, "p_keep", o["p_keep"], 0.0, 1.0)
+        number_in(m, "kernel_width", o["kernel_width"], 0.0, float("inf"))
+        int_at_least(m, "top_k", o["top_k"], 1)
+        number_in(m, "kernel_size", o["kernel_size"], 0.0, float("inf"))
+        number_in(m, "max_dist", o["max_dist"], 0.0, float("inf"))
+        number_in(m, "ratio", o["ratio"], 0.0, 1.0, open_low=False)
 
     def _explain(
         self,

@@ -52,16 +52,17 @@ import numpy as np
 import torch
 
 from xfr.interfaces.verifier import Verifier
+from xfr.interfaces.vocabulary import GAUSSIAN_SIGMA_DIVISOR, is_positive
 from xfr_plugins.explainers.perturbation import (
     CountingEmbedder,
     PairContext,
     PerturbationExplainer,
     Source,
-    _int_at_least,
-    _number_in,
     gaussian_kernel,
+    int_at_least,
     make_progress,
     minmax,
+    number_in,
     scores,
     smooth,
     stream_embeddings,
@@ -144,18 +145,18 @@ class MinPlusExplainer(PerturbationExplainer):
 
     def _check_options(self, o: dict[str, Any]) -> None:
         m = self.name
-        _int_at_least(m, "hole_size", o["hole_size"], 1)
+        int_at_least(m, "hole_size", o["hole_size"], 1)
         if o["hole_sigma"] is not None:
-            _number_in(m, "hole_sigma", o["hole_sigma"], 0.0, float("inf"))
-        _int_at_least(m, "step", o["step"], 1)
-        _int_at_least(m, "iterations", o["iterations"], 1)
-        _number_in(m, "stop", o["stop"], 0.0, float("inf"), open_low=False)
+            number_in(m, "hole_sigma", o["hole_sigma"], 0.0, float("inf"))
+        int_at_least(m, "step", o["step"], 1)
+        int_at_least(m, "iterations", o["iterations"], 1)
+        number_in(m, "stop", o["stop"], 0.0, float("inf"), open_low=False)
         if o["plus_start"] not in ("noise", "black"):
             raise ValueError(f"{m}: plus_start must be 'noise' or 'black', got {o['plus_start']!r}")
         if o["smooth_size"] is not None:
-            _int_at_least(m, "smooth_size", o["smooth_size"], 1)
+            int_at_least(m, "smooth_size", o["smooth_size"], 1)
         if o["smooth_sigma"] is not None:
-            _number_in(m, "smooth_sigma", o["smooth_sigma"], 0.0, float("inf"))
+            number_in(m, "smooth_sigma", o["smooth_sigma"], 0.0, float("inf"))
 
     # ------------------------------------------------------------------ the procedures
     def _explain(
@@ -172,7 +173,7 @@ class MinPlusExplainer(PerturbationExplainer):
                 f"{self.name}: step {opts['step']} leaves no hole centre on a {size}x{size} image"
             )
         nh = int(opts["hole_size"])
-        sigma = float(opts["hole_sigma"] or nh / 8.5)
+        sigma = float(opts["hole_sigma"] or nh / GAUSSIAN_SIGMA_DIVISOR)
         ref = pairs[0].probe
         holes = torch.as_tensor(gaussian_holes(size, positions, nh, sigma), dtype=ref.dtype)
         holes = holes.to(ref.device)
@@ -269,7 +270,7 @@ class MinPlusExplainer(PerturbationExplainer):
                 if not np.any(raw):
                     empty.append(SIDES[side])
                 s_size = int(opts["smooth_size"] or nh)
-                s_sigma = float(opts["smooth_sigma"] or s_size / 8.5)
+                s_sigma = float(opts["smooth_sigma"] or s_size / GAUSSIAN_SIGMA_DIVISOR)
                 maps.append(minmax(smooth(raw, s_size, s_sigma)))
             notes: dict[str, Any] = {
                 "verifier_calls": sum(q.calls for q in mine),
@@ -372,7 +373,7 @@ class MinPlusExplainer(PerturbationExplainer):
                 with torch.no_grad():
                     d = verifier.distance(emb[None], q.pair.target(q.side)[None])
                 d_val = float(torch.as_tensor(d).reshape(-1)[0])
-                if d_val < thr:
+                if is_positive(d_val, thr):
                     q.active = False
                     q.stop = f"decision flipped to positive (distance {d_val:.4f} < {thr:g})"
                     return

@@ -26,13 +26,22 @@ import torch
 
 from xfr.errors import OptionError, OptionTypeError, PluginOutputError
 from xfr.explanation import Candidate, Explanation
+from xfr.interfaces.images import check_face_pairs
+from xfr.interfaces.vocabulary import (
+    BEST_STRATEGY,
+    DECISIONS,
+    DILATE_SIZE,
+    GAUSSIAN_SIGMA,
+    GAUSSIAN_SIZE,
+    POSITIVE,
+    decide,
+    paper_strategies,
+)
 
-DEFAULT_STRATEGIES: dict[str, tuple[str, ...]] = {
-    "positive": ("oim", "um"),
-    "negative": ("oim", "um", "nium"),
-}
+#: The candidates of each decision unless ``strategies`` says otherwise: the paper's (OIM, UM
+#: for a positive decision, Sec. 3.2; OIM, UM, N-IUM for a negative one, Sec. 3.3).
+DEFAULT_STRATEGIES: dict[str, tuple[str, ...]] = {d: paper_strategies(d) for d in DECISIONS}
 FILLS = ("zeros", "mean", "blur")
-DECISIONS = ("positive", "negative")
 GAUSSIAN_CENTRES = ("authors", "opencv")
 
 
@@ -100,11 +109,12 @@ def normalise_strategies(value: Any) -> dict[str, tuple[str, ...]] | None:
 
 
 def fixed_strategy(selector: str) -> str | None:
-    """The strategy a ``fixed:NAME`` selector spec names (``"fixed"`` alone: ``"oim"``)."""
+    """The strategy a ``fixed:NAME`` selector spec names (``"fixed"`` alone: ``"oim"``, the
+    paper's conclusion, :data:`~xfr.interfaces.vocabulary.BEST_STRATEGY`)."""
     name, _, argument = selector.partition(":")
     if name.strip() != "fixed":
         return None
-    return argument.strip() or "oim"
+    return argument.strip() or BEST_STRATEGY
 
 
 def check_options(opts: dict[str, Any]) -> dict[str, Any]:
@@ -229,8 +239,9 @@ class PaperExplainer:
     def __init__(self, **options: Any) -> None:
         self.options: dict[str, Any] = {
             "generator": "nograd-lrp", "generator_options": {}, "target": "auto",
-            "strategies": None, "selector": "metric", "fill": "zeros", "dilate_size": 8,
-            "gaussian_size": 56, "sigma": 56 / 8.5, "gaussian_centre": "authors",
+            "strategies": None, "selector": "metric", "fill": "zeros",
+            "dilate_size": DILATE_SIZE, "gaussian_size": GAUSSIAN_SIZE, "sigma": GAUSSIAN_SIGMA,
+            "gaussian_centre": "authors",
             "batch_size": 256,
         }
         self._set(options)
@@ -276,7 +287,9 @@ class PaperExplainer:
                               f"known: {sorted(opts)}")
         if options:
             opts = check_options({**opts, **options})
-        probes, galleries = _check_pair_batch(probes, galleries)
+        probes, galleries = check_face_pairs(
+            probes, galleries, getattr(verifier, "input_size", None))
+        probes, galleries = probes.float(), galleries.float()
         n = probes.shape[0]
         self.check_verifier(verifier)
 
@@ -288,7 +301,7 @@ class PaperExplainer:
         e_p, e_g = emb[:n], emb[n:]
         d = verifier.distance(e_p, e_g).double().cpu().numpy()
         threshold = float(verifier.threshold)
-        decisions = ["positive" if di < threshold else "negative" for di in d]
+        decisions = [decide(di, threshold) for di in d]
         clock.lap("embed")
 
         # 2. attention maps (one call for all faces)
@@ -339,7 +352,7 @@ class PaperExplainer:
             for s in self._strategies(opts, decision):
                 mask = cand_masks[s][i]
                 e_mp, e_mg = per_strategy[s][i : i + 1], per_strategy[s][n + i : n + i + 1]
-                if decision == "positive":
+                if decision == POSITIVE:
                     dist = {"pg": float(verifier.distance(e_g[i : i + 1], e_mp)[0]),
                             "pp": float(verifier.distance(e_p[i : i + 1], e_mg)[0])}
                 else:
@@ -406,22 +419,6 @@ class _StageClock:
 
     def per_pair(self, n: int) -> dict[str, float]:
         return {k: v / n for k, v in self.seconds.items()}
-
-
-def _check_pair_batch(probes: Any, galleries: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    for what, t in (("probes", probes), ("galleries", galleries)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{what} must be a torch.Tensor (N, 3, S, S), got {type(t).__name__}")
-        if t.ndim != 4 or t.shape[1] != 3:
-            raise ValueError(f"{what} must have shape (N, 3, S, S), got {tuple(t.shape)}")
-        if t.shape[0] == 0:
-            raise ValueError(f"{what} is an empty batch")
-        if not torch.isfinite(t).all():
-            raise ValueError(f"{what} contain NaN or infinite values")
-    if probes.shape != galleries.shape:
-        raise ValueError(f"probes {tuple(probes.shape)} and galleries {tuple(galleries.shape)} "
-                         "differ in shape")
-    return probes.float(), galleries.float()
 
 
 __all__: Sequence[str] = ["PaperExplainer", "embed_in_chunks", "fill_images"]

@@ -8,8 +8,8 @@ verifier, a ViT or a black box. This module holds what the four have in common:
 - option handling: every parameter is a constructor keyword and can be overridden per call
   (``explain_pairs(..., **options)``); an unknown name is a ``TypeError``, a bad value a
   ``ValueError``;
-- input validation (``(N, 3, S, S)`` float tensors in 0..255, finite, ``S`` equal to the
-  verifier's ``input_size``);
+- input validation (:func:`xfr.interfaces.check_face_pairs`: ``(N, 3, S, S)`` tensors of
+  finite RGB values in 0..255, ``S`` equal to the verifier's ``input_size``);
 - a counting, batching embedder: perturbed images are built lazily from *sources* and go through
   the verifier in batches of at most ``batch_size`` images (one ``embed`` call per batch,
   batches cross source boundaries), so memory stays bounded whatever the number of
@@ -38,7 +38,9 @@ from scipy import ndimage
 
 from xfr.errors import OptionError, OptionTypeError
 from xfr.explanation import Explanation
+from xfr.interfaces.images import check_face_pairs
 from xfr.interfaces.verifier import Verifier
+from xfr.interfaces.vocabulary import POSITIVE, Decision, decide
 
 __all__ = [
     "COMMON_DEFAULTS",
@@ -46,11 +48,12 @@ __all__ = [
     "PairContext",
     "PerturbationExplainer",
     "Source",
-    "check_images",
     "check_verifier",
     "gaussian_kernel",
+    "int_at_least",
     "make_progress",
     "minmax",
+    "number_in",
     "smooth",
     "stream_embeddings",
 ]
@@ -87,29 +90,6 @@ def check_verifier(verifier: Any) -> Verifier:
     if not isinstance(thr, (int, float)) or not math.isfinite(float(thr)):
         raise ValueError(f"verifier.threshold must be a finite number, got {thr!r}")
     return verifier
-
-
-def check_images(name: str, images: Any, size: int | None) -> torch.Tensor:
-    """Validate one batch of aligned faces ``(N, 3, S, S)``, float, finite, in 0..255."""
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (N, 3, S, S), got {type(images).__name__}")
-    if not images.is_floating_point():
-        raise ValueError(f"{name} must be a float tensor of 0..255 RGB values, got {images.dtype}")
-    if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
-        raise ValueError(f"{name} must have shape (N, 3, S, S), got {tuple(images.shape)}")
-    if images.shape[0] == 0:
-        raise ValueError(f"{name} is empty (N = 0)")
-    if size is not None and images.shape[2] != size:
-        raise ValueError(
-            f"{name} are {images.shape[2]}x{images.shape[3]} but the verifier expects "
-            f"{size}x{size} aligned crops (see xfr.align)"
-        )
-    if not bool(torch.isfinite(images).all()):
-        raise ValueError(f"{name} contain NaN or infinite values")
-    lo, hi = float(images.min()), float(images.max())
-    if lo < -1e-3 or hi > 255.0 + 1e-3:
-        raise ValueError(f"{name} must be RGB values in 0..255, got min {lo:g}, max {hi:g}")
-    return images.detach()
 
 
 # --------------------------------------------------------------------------- embedding
@@ -277,7 +257,7 @@ class PairContext:
     emb_probe: torch.Tensor
     emb_gallery: torch.Tensor
     distance: float
-    decision: str
+    decision: Decision
     #: Dot product of the two embeddings (the cosine for normalised embeddings).
     score: float
 
@@ -319,8 +299,8 @@ class PerturbationExplainer:
         return opts
 
     def _check_common(self, o: dict[str, Any]) -> None:
-        _int_at_least(self.name, "batch_size", o["batch_size"], 1)
-        _int_at_least(self.name, "seed", o["seed"], 0)
+        int_at_least(self.name, "batch_size", o["batch_size"], 1)
+        int_at_least(self.name, "seed", o["seed"], 0)
         for key in ("progress", "explain_negative"):
             if not isinstance(o[key], bool):
                 raise ValueError(f"{self.name}: {key} must be True or False, got {o[key]!r}")
@@ -351,15 +331,10 @@ class PerturbationExplainer:
         """
         opts = self.options_for(**options)
         check_verifier(verifier)
-        size = getattr(verifier, "input_size", None)
-        size = int(size) if isinstance(size, int) else None
-        probes = check_images("probes", probes, size)
-        galleries = check_images("galleries", galleries, size)
-        if probes.shape != galleries.shape:
-            raise ValueError(
-                f"probes {tuple(probes.shape)} and galleries {tuple(galleries.shape)} "
-                "must have the same shape (one gallery per probe)"
-            )
+        probes, galleries = check_face_pairs(
+            probes, galleries, getattr(verifier, "input_size", None)
+        )
+        probes, galleries = probes.detach(), galleries.detach()
         n = probes.shape[0]
         embedder = CountingEmbedder(verifier, opts["batch_size"])
         emb = embedder(torch.cat([probes, galleries]))
@@ -377,12 +352,12 @@ class PerturbationExplainer:
                 emb_probe=emb[i],
                 emb_gallery=emb[n + i],
                 distance=float(dist_np[i]),
-                decision="positive" if dist_np[i] < thr else "negative",
+                decision=decide(dist_np[i], thr),
                 score=float(scores(emb[i : i + 1], emb[n + i])[0]),
             )
             for i in range(n)
         ]
-        todo = [p for p in pairs if p.decision == "positive" or opts["explain_negative"]]
+        todo = [p for p in pairs if p.decision == POSITIVE or opts["explain_negative"]]
         results = self._explain(verifier, embedder, todo, opts) if todo else []
         by_index = {p.index: r for p, r in zip(todo, results, strict=True)}
 
@@ -434,15 +409,19 @@ class PerturbationExplainer:
 # --------------------------------------------------------------------------- small helpers
 
 
-def _int_at_least(method: str, key: str, value: Any, low: int) -> int:
+def int_at_least(method: str, key: str, value: Any, low: int) -> int:
+    """``value`` as an int if it is one and ``>= low``, else an :class:`OptionError` naming the
+    method and the option (shared by the baselines' option checks)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise OptionError(f"{method}: {key} must be an integer >= {low}, got {value!r}")
     return int(value)
 
 
-def _number_in(
+def number_in(
     method: str, key: str, value: Any, low: float, high: float, *, open_low: bool = True
 ) -> float:
+    """``value`` as a float if it is a finite number in ``(low, high]`` (``[low, high]`` with
+    ``open_low=False``), else an :class:`OptionError` naming the method and the option."""
     ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
     if ok:
         v = float(value)

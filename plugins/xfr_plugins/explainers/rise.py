@@ -47,10 +47,10 @@ from xfr_plugins.explainers.perturbation import (
     PairContext,
     PerturbationExplainer,
     Source,
-    _int_at_least,
-    _number_in,
+    int_at_least,
     make_progress,
     minmax,
+    number_in,
     scores,
     stream_embeddings,
 )
@@ -101,9 +101,9 @@ class RISEExplainer(PerturbationExplainer):
 
     def _check_options(self, o: dict[str, Any]) -> None:
         m = self.name
-        _int_at_least(m, "n_masks", o["n_masks"], 1)
-        _number_in(m, "p_keep", o["p_keep"], 0.0, 1.0)
-        _int_at_least(m, "grid", o["grid"], 1)
+        int_at_least(m, "n_masks", o["n_masks"], 1)
+        number_in(m, "p_keep", o["p_keep"], 0.0, 1.0)
+        int_at_least(m, "grid", o["grid"], 1)
         if o["map"] not in ("auto", "decrease", "increase"):
             raise ValueError(f"{m}: map must be 'auto', 'decrease' or 'increase', got {o['map']!r}")
 

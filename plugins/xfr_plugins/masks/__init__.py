@@ -16,9 +16,8 @@ __all__ = ["NonIntersectingUnifiedMask", "OnlyIntersectionMask", "UnifiedMask"]
 
 @hookimpl
 def xfr_mask_strategies() -> dict[str, type]:
-    """``oim``, ``um`` (both decisions) and ``nium`` (negative decisions only)."""
+    """``oim``, ``um`` (both decisions) and ``nium`` (negative decisions only): the names and
+    decisions of :data:`xfr.interfaces.vocabulary.PAPER_STRATEGIES`."""
     return {
-        "oim": OnlyIntersectionMask,
-        "um": UnifiedMask,
-        "nium": NonIntersectingUnifiedMask,
+        cls.name: cls for cls in (OnlyIntersectionMask, UnifiedMask, NonIntersectingUnifiedMask)
     }

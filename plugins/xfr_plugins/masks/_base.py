@@ -13,25 +13,27 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 if TYPE_CHECKING:
-    from xfr.kernels import SetOperation, StrategyName
-
-BOTH_DECISIONS: frozenset[str] = frozenset({"positive", "negative"})
+    from xfr.interfaces.vocabulary import Decision
+    from xfr.kernels import SetOperation
 
 
 class KernelMaskStrategy:
     """A :class:`xfr.interfaces.MaskStrategy` backed by ``xfr.kernels.combine`` and
-    ``xfr.kernels.strategy_heatmap``; subclasses set the three class attributes.
+    ``xfr.kernels.combine_maps``; subclasses set the three class attributes: the strategy's
+    name and decisions from :data:`xfr.interfaces.vocabulary.PAPER_STRATEGIES`, and the set
+    operation of the two Otsu masks that it is.
 
     Inputs are ``(N, H, W)`` or ``(H, W)``: bool masks, float32 maps in [0, 1], NumPy arrays or
     torch tensors; the kernels validate them and raise ``ValueError`` on bad shapes, dtypes or
     non-finite values.
     """
 
-    #: Registered name, also the ``strategy`` argument of ``xfr.kernels.strategy_heatmap``.
-    name: ClassVar[StrategyName]
+    #: Registered name.
+    name: ClassVar[str]
     #: The decisions this strategy may explain.
-    decisions: ClassVar[frozenset[str]]
-    #: The set operation of ``xfr.kernels.combine``: ``"and"``, ``"or"`` or ``"xor"``.
+    decisions: ClassVar[frozenset[Decision]]
+    #: The set operation of ``xfr.kernels.combine`` and ``combine_maps``: ``"and"``
+    #: (intersection), ``"or"`` (union) or ``"xor"`` (symmetric difference).
     operation: ClassVar[SetOperation]
 
     def combine(self, mask_p: Any, mask_g: Any) -> np.ndarray:
@@ -44,7 +46,7 @@ class KernelMaskStrategy:
         """Heatmap values inside :meth:`combine`'s mask, zero outside."""
         from xfr import kernels
 
-        return kernels.strategy_heatmap(map_p, map_g, mask_p, mask_g, self.name)
+        return kernels.combine_maps(map_p, map_g, mask_p, mask_g, self.operation)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from xfr.interfaces.vocabulary import PAPER_STRATEGIES
 from xfr_plugins.masks._base import KernelMaskStrategy
 
 if TYPE_CHECKING:
-    from xfr.kernels import SetOperation, StrategyName
+    from xfr.interfaces.vocabulary import Decision
+    from xfr.kernels import SetOperation
+
+_PAPER = PAPER_STRATEGIES["nium"]
 
 
 class NonIntersectingUnifiedMask(KernelMaskStrategy):
     """N-IUM: symmetric difference of the two Otsu masks; explains negative decisions only."""
 
-    name: ClassVar[StrategyName] = "nium"
-    decisions: ClassVar[frozenset[str]] = frozenset({"negative"})
+    name: ClassVar[str] = _PAPER.name
+    decisions: ClassVar[frozenset[Decision]] = _PAPER.decisions
+    #: N-IUM is the symmetric difference, "the union minus the intersection" (Sec. 3.3).
     operation: ClassVar[SetOperation] = "xor"

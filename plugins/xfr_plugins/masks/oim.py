@@ -10,15 +10,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from xfr_plugins.masks._base import BOTH_DECISIONS, KernelMaskStrategy
+from xfr.interfaces.vocabulary import PAPER_STRATEGIES
+from xfr_plugins.masks._base import KernelMaskStrategy
 
 if TYPE_CHECKING:
-    from xfr.kernels import SetOperation, StrategyName
+    from xfr.interfaces.vocabulary import Decision
+    from xfr.kernels import SetOperation
+
+_PAPER = PAPER_STRATEGIES["oim"]
 
 
 class OnlyIntersectionMask(KernelMaskStrategy):
     """OIM: intersection of the two Otsu masks, mean of the two maps inside it."""
 
-    name: ClassVar[StrategyName] = "oim"
-    decisions: ClassVar[frozenset[str]] = BOTH_DECISIONS
+    name: ClassVar[str] = _PAPER.name
+    decisions: ClassVar[frozenset[Decision]] = _PAPER.decisions
+    #: OIM is the intersection of the two masks (Sec. 3.2).
     operation: ClassVar[SetOperation] = "and"

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from xfr_plugins.masks._base import BOTH_DECISIONS, KernelMaskStrategy
+from xfr.interfaces.vocabulary import PAPER_STRATEGIES
+from xfr_plugins.masks._base import KernelMaskStrategy
 
 if TYPE_CHECKING:
-    from xfr.kernels import SetOperation, StrategyName
+    from xfr.interfaces.vocabulary import Decision
+    from xfr.kernels import SetOperation
+
+_PAPER = PAPER_STRATEGIES["um"]
 
 
 class UnifiedMask(KernelMaskStrategy):
     """UM: union of the two Otsu masks."""
 
-    name: ClassVar[StrategyName] = "um"
-    decisions: ClassVar[frozenset[str]] = BOTH_DECISIONS
+    name: ClassVar[str] = _PAPER.name
+    decisions: ClassVar[frozenset[Decision]] = _PAPER.decisions
+    #: UM is the union of the two masks (Sec. 3.2).
     operation: ClassVar[SetOperation] = "or"

@@ -18,6 +18,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from xfr.interfaces.selector import Selection
+from xfr.interfaces.vocabulary import BEST_STRATEGY
 from xfr_plugins.selectors.metric import (
     D_FLOOR,
     ScoringSelector,
@@ -28,7 +29,8 @@ from xfr_plugins.selectors.metric import (
 if TYPE_CHECKING:
     from xfr.explanation import Candidate
 
-DEFAULT_STRATEGY = "oim"
+#: The paper's conclusion (Sec. 4): OIM.
+DEFAULT_STRATEGY = BEST_STRATEGY
 
 
 class FixedSelector(ScoringSelector):

@@ -38,22 +38,21 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from xfr.interfaces.selector import Selection
+from xfr.interfaces.vocabulary import DECISIONS, NEGATIVE, PAPER_STRATEGIES, POSITIVE
 
 if TYPE_CHECKING:
     from xfr.explanation import Candidate
 
-DECISIONS: tuple[str, ...] = ("positive", "negative")
 #: Smallest d used in the division of eq. (1) and (2); see "d = 0" in the module docstring.
 D_FLOOR = 1e-12
-#: Which decisions each built-in strategy explains (paper Sec. 3.2-3.3). Strategies missing
-#: from this mapping are taken to apply to a decision when their distances for it are present.
+#: Which decisions each of the paper's strategies explains (Sec. 3.2-3.3; the vocabulary's
+#: :data:`~xfr.interfaces.vocabulary.PAPER_STRATEGIES`). Strategies missing from this mapping
+#: are taken to apply to a decision when their distances for it are present.
 PAPER_DECISIONS: Mapping[str, frozenset[str]] = {
-    "oim": frozenset(DECISIONS),
-    "um": frozenset(DECISIONS),
-    "nium": frozenset({"negative"}),
+    s.name: frozenset(s.decisions) for s in PAPER_STRATEGIES.values()
 }
-_NEEDED = {"positive": ("pg", "pp"), "negative": ("npg",)}
-_METRIC = {"positive": "SM+", "negative": "SM-"}
+_NEEDED = {POSITIVE: ("pg", "pp"), NEGATIVE: ("npg",)}
+_METRIC = {POSITIVE: "SM+", NEGATIVE: "SM-"}
 
 
 def sm_positive(d: float, d_pg: float, d_pp: float, ra: float) -> float:
@@ -116,7 +115,7 @@ def score_candidates(
         score: float | None = None
         if reason is None:
             ra = float(c.removed_area)
-            if decision == "positive":
+            if decision == POSITIVE:
                 score = sm_positive(d, float(c.distances["pg"]), float(c.distances["pp"]), ra)
             else:
                 score = sm_negative(d, float(c.distances["npg"]), ra)

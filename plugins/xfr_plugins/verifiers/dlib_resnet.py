@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from xfr.errors import MissingDependencyError
-from xfr_plugins.verifiers.face_vit import _check_images, check_threshold, squared_l2
+from xfr.interfaces.images import check_faces
+from xfr_plugins.verifiers.face_vit import check_threshold, squared_l2
 
 #: dlib's five landmarks (left eye outer and inner corner, right eye outer and inner corner as
 #: dlib numbers them, base of the nose), in pixels of an ArcFace-aligned 112x112 crop: the
@@ -105,7 +106,7 @@ class DlibVerifier:
         return F.normalize(out, dim=-1)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        images = _check_images(images, self.input_size)
+        images = check_faces(images, self.input_size)
         x = images.detach().cpu().float().clamp(0, 255).round().to(torch.uint8)
         crops = np.ascontiguousarray(x.permute(0, 2, 3, 1).numpy())
         out = []

@@ -27,6 +27,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from xfr.errors import ModelError, OptionError
+from xfr.interfaces.images import check_faces
 from xfr_plugins.verifiers.patch_embeddings import PATCH_EMBEDDINGS
 
 CONFIG_FILE = "config.json"
@@ -211,21 +212,6 @@ class FaceViTModel(nn.Module):
         return self.backbone.forward_features(self.preprocess(images))[:, 0]
 
 
-def _check_images(images: torch.Tensor, size: int) -> torch.Tensor:
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-    if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[-2:]) != (size, size):
-        raise ValueError(
-            f"images must have shape (N, 3, {size}, {size}), got {tuple(images.shape)}")
-    if images.shape[0] == 0:
-        raise ValueError("images is an empty batch")
-    if not images.is_floating_point():
-        images = images.float()
-    if not torch.isfinite(images).all():
-        raise ValueError("images contain NaN or infinite values")
-    return images
-
-
 def normalised_embeddings(forward: Any, images: torch.Tensor, flip: bool, batch_size: int,
                           device: torch.device) -> torch.Tensor:
     """L2-normalised ``forward`` outputs in chunks; with ``flip``, the normalised sum of the
@@ -287,7 +273,7 @@ class FaceViTVerifier:
 
     def embed(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """L2-normalised embeddings ``(N, D)``; image + flip when ``flip`` is set."""
-        images = _check_images(images, self.input_size)
+        images = check_faces(images, self.input_size)
         return normalised_embeddings(self.model, images, self.flip, batch_size, self.device)
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

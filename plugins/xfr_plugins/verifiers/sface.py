@@ -15,7 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xfr_plugins.verifiers.face_vit import _check_images, check_threshold, squared_l2
+from xfr.interfaces.images import check_faces
+from xfr_plugins.verifiers.face_vit import check_threshold, squared_l2
 
 SFACE_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
 
@@ -60,7 +61,7 @@ class SFaceVerifier:
         return out
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        images = _check_images(images, self.input_size)
+        images = check_faces(images, self.input_size)
         x = images.detach().cpu().float().numpy()
         out = []
         for i in range(0, len(x), self.batch_size):

@@ -25,8 +25,8 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 
 from xfr.errors import ModelError
+from xfr.interfaces.images import check_faces
 from xfr_plugins.verifiers.face_vit import (
-    _check_images,
     check_threshold,
     normalised_embeddings,
     squared_l2,
@@ -233,7 +233,7 @@ class TimmViTVerifier:
 
     def embed(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """L2-normalised embeddings ``(N, D)``; image + flip when ``flip`` is set."""
-        images = _check_images(images, self.input_size)
+        images = check_faces(images, self.input_size)
         return normalised_embeddings(self.features, images, self.flip, batch_size, self.device)
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,7 @@ from xfr.data.pairs import read_pair_list, select_folds
 from xfr.evaluation.bootstrap import bootstrap_ci
 from xfr.evaluation.deletion import DEFAULT_FRACTIONS, auc, curve_distances, rate_curve
 from xfr.evaluation.references import spatial_spread
+from xfr.interfaces.vocabulary import is_positive
 
 HERE = Path(__file__).parent
 LFW = Path("../shared/data/lfw")
@@ -92,8 +93,9 @@ def main() -> None:
     th = float(verifier.threshold)
     same = np.array([p.same for p in pairs])
     rng = np.random.default_rng(0)
-    tp = np.flatnonzero(same & (dist < th))
-    tn = np.flatnonzero(~same & (dist >= th))
+    accepted = is_positive(dist, th)
+    tp = np.flatnonzero(same & accepted)
+    tn = np.flatnonzero(~same & ~accepted)
     tp, tn = np.sort(rng.choice(tp, n, replace=False)), np.sort(rng.choice(tn, n, replace=False))
     report = {"pairs": {"tp": int(len(tp)), "tn": int(len(tn))}, "model": "xfr/models/default"}
 

@@ -12,7 +12,8 @@ tokens' relevance goes through the token embedding to the pixels:
   BatchNorm and ReLU passed through, z^B on the first convolution.
 
 The attention maps themselves need relevance only down to the tokens; this is what checks that
-relevance is conserved all the way to the input.
+relevance is conserved all the way to the input (``test_lrp.py``, its only user, hence its place
+among the tests' helpers).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from timm.layers import PatchEmbed
 from torch import nn
-
 from xfr_plugins.attention.lrp import add_relevance, linear_alpha_beta, linear_zb
 from xfr_plugins.attention.tracing import Trace
 from xfr_plugins.verifiers.patch_embeddings import P8S8, P12S8, ConvStem
