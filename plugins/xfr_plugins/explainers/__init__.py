@@ -17,6 +17,9 @@ from xfr.hookspecs import hookimpl
 EXPLAINERS: dict[str, tuple[str, str, str]] = {
     "paper": ("paper", "PaperExplainer",
               "attention maps, Otsu masks, OIM/UM/N-IUM, SM+/SM- selection (paper Sec. 3)"),
+    "relevance": ("relevance", "RelevanceExplainer",
+                  "the pair's relevance maps at token scale, similarity/dissimilarity target "
+                  "(xfr's measured-faithful default; docs/faithfulness.md)"),
     "minplus": ("minplus", "MinPlusExplainer", "MinPlus perturbation baseline (Mery 2022)"),
     "avg": ("avg", "AVGExplainer", "AVG perturbation baseline (Mery & Morris 2022)"),
     "rise": ("rise", "RISEExplainer", "RISE random-mask baseline (Petsiuk et al. 2018)"),
@@ -41,5 +44,6 @@ def _factory(name: str) -> Callable[..., Any]:
 
 @hookimpl
 def xfr_explainers() -> dict[str, Callable[..., Any]]:
-    """``paper``, ``minplus``, ``avg``, ``rise``, ``lime``; each built on first use."""
+    """``paper``, ``relevance``, ``minplus``, ``avg``, ``rise``, ``lime``; each built on first
+    use."""
     return {name: _factory(name) for name in EXPLAINERS}
