@@ -145,7 +145,9 @@ def explain_into(folder: Path, pairs: list[Any], failed: bool = False) -> list[d
         Image.new("RGB", (250, 250), (128, 128, 128)).save(grey)
         lines.append(f"{grey},{pairs[0].gallery},1")
     listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    result = run_batch(BatchSettings(listing, folder, pairs_per_batch=4, quiet=True))
+    # the paper's method: its pages show every stage (Otsu masks, candidates, selection)
+    result = run_batch(BatchSettings(listing, folder, method="paper", pairs_per_batch=4,
+                                     quiet=True))
     assert result.failed == int(failed), result
     with open(result.summary, newline="", encoding="utf-8") as f:
         rows = [dict(r) for r in csv.DictReader(f)]

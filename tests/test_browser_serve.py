@@ -99,13 +99,13 @@ def test_upload_two_photos_and_read_the_decision(server: str, photos: dict[str, 
                                                  watched: Watched, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     w = watched
-    submit(w, server, photos["probe"], photos["gallery"], selector="fixed:oim",
+    submit(w, server, photos["probe"], photos["gallery"], method="paper", selector="fixed:oim",
            generator="rollout")
     assert re.search(r"/r/[^/]+/$", w.page.url), w.page.url
     verdict = w.page.text_content("#verdict")
     distance = float(w.page.text_content("#distance"))
-    expected = cli_result(photos, tmp_path, capsys, "--selector", "fixed:oim", "--generator",
-                          "rollout")
+    expected = cli_result(photos, tmp_path, capsys, "--method", "paper", "--selector",
+                          "fixed:oim", "--generator", "rollout")
     assert verdict == ("same person" if expected["decision"] == "positive"
                        else "different person")
     assert distance == pytest.approx(expected["distance"], abs=1e-4)

@@ -50,8 +50,9 @@ def test_both_decisions_get_heatmaps_of_their_own(explained, default_verifier):
 
 
 def test_the_heatmap_is_the_smoothed_pairing_of_the_raw_maps(explained):
-    from xfr import kernels
     from xfr_plugins.explainers.relevance import gaussian_size, pair_maps
+
+    from xfr import kernels
 
     e = explained[0]
     sigma = e.notes["sigma"]

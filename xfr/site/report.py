@@ -257,8 +257,10 @@ def pair_images(e: Any, img: Path, prefix: str) -> dict[str, Any]:
     faces_found = notes.get("faces") if isinstance(notes.get("faces"), dict) else {}
     sides = []
     for i, side in enumerate(("probe", "gallery")):
+        # every key the template reads, None until filled (its environment is strict)
         s: dict[str, Any] = {"side": side, "input": str(inputs.get(side, "")),
-                             "name": Path(str(inputs.get(side, side))).name}
+                             "name": Path(str(inputs.get(side, side))).name,
+                             **dict.fromkeys(("face", "gray", "attention", "mask", "heat"))}
         box = faces_found.get(side)
         path = inputs.get(side)
         photo = (images.photo_with_box(path, box)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xfr.defaults import DEFAULT_METHOD
 from xfr.errors import MissingDependencyError, UserError
 
 #: Image files offered from ``--photos`` (by suffix, case-insensitive).
@@ -36,6 +37,8 @@ MAX_PHOTOS = 5000
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 #: The selector offered first (the paper's SM+/SM- selection).
 DEFAULT_SELECTOR = "metric"
+#: The generator offered first: the chosen method's own (no ``generator`` option passed).
+DEFAULT_GENERATOR = "default"
 
 
 def require_web() -> None:
@@ -84,10 +87,9 @@ class Choices:
             elif name != DEFAULT_SELECTOR:
                 selectors.append(name)
         methods = registry.names("explainer")
-        methods = ["paper", *[m for m in methods if m != "paper"]]
-        generators = registry.names("attention")
-        if "nograd-lrp" in generators:
-            generators = ["nograd-lrp", *[g for g in generators if g != "nograd-lrp"]]
+        methods = [DEFAULT_METHOD, *[m for m in methods if m != DEFAULT_METHOD]]
+        # "default": the method's own generator (relevance: vit-lrp, paper: nograd-lrp)
+        generators = [DEFAULT_GENERATOR, *registry.names("attention")]
         return cls(verifiers=verifiers, methods=methods, generators=generators,
                    selectors=selectors)
 
@@ -198,8 +200,10 @@ class Service:
         from xfr.api import explain
 
         options: dict[str, Any] = {}
+        if method in ("paper", "relevance") and generator != DEFAULT_GENERATOR:
+            options["generator"] = generator
         if method == "paper":
-            options = {"generator": generator, "selector": selector}
+            options["selector"] = selector
         with self.model_lock:
             return explain(str(probe), str(gallery), verifier=verifier, method=method,
                            detector=self.settings.detector, **options)

@@ -10,16 +10,18 @@ that is faithful and drops what blurs it:
 
 1. **decide**: the two embeddings, their distance and the decision ``distance < threshold``
    (Sec. 3.1);
-2. **attend**: each face's relevance map from an attention generator (default No-Grad
-   ViT-LRP, Sec. 3.1) for the *pair-similarity* target: the cosine similarity of the face's
-   embedding to the other face's (docs/method.md, "Targets"), so the map answers "which parts
-   of this face make it look like (or unlike) that face";
-3. **pair**: how the two maps become the pair's heatmaps (``pairing``): ``"own"`` keeps each
-   face's map; ``"mean"`` draws the mean of the two min-max normalised maps on both faces
-   (one map of the pair, as the paper's heatmap is used);
-4. **smooth**: a Gaussian at the scale of a token (``sigma`` pixels; default 8, the patch
-   size of the default model) instead of the paper's 56 px, so the heatmap keeps the spatial
-   detail the model has.
+2. **attend**: each face's relevance map from an attention generator (default ViT-LRP,
+   Sec. 3.1) for the pair's own question (``target="decision"``): for a positive decision
+   the cosine similarity of the face's embedding to the other face's ("what makes them
+   alike"), for a negative one the dissimilarity ``-cos`` ("what makes them differ"), i.e.
+   the similarity to the other face's negated embedding (docs/method.md, "Targets");
+3. **pair**: how the two maps become the pair's heatmaps (``pairing``; default ``"own"``
+   for positive decisions, ``"mean"`` for negative ones): ``"own"`` keeps each face's map;
+   ``"mean"`` draws the mean of the two min-max normalised maps on both faces (one map of
+   the pair, as the paper's heatmap is used);
+4. **smooth**: a Gaussian at the scale of a token (``sigma`` pixels; default 4, half the
+   default model's 8 px patch) instead of the paper's 56 px, so the heatmap keeps the
+   spatial detail the model has.
 
 Cost: two embedding passes and one relevance pass (forward + propagation) per face: 4 model
 passes per pair (``notes["model_passes"]``). Works on every ViT verifier that the attention
@@ -125,7 +127,7 @@ class RelevanceExplainer:
     DEFAULTS: dict[str, Any] = {
         "generator": "vit-lrp", "target": DECISION_TARGET,
         "pairing": {"positive": "own", "negative": "mean"},
-        "sigma": {"positive": 4.0, "negative": 8.0},
+        "sigma": 4.0,
         "batch_size": 32,
     }
 
