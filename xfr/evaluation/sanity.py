@@ -721,6 +721,14 @@ def _sentence(g: str, r: dict[str, Any], kind: str) -> str:
             f"{rec['random']}): {_fmt(rec[kind]['spearman'])}.")
 
 
+def explainer_words(result: dict[str, Any]) -> str:
+    """Which explainer a result checked, in words (older results: the paper's)."""
+    name = str(result.get("settings", {}).get("explainer", "paper")).split(" ", 1)[0]
+    if name == "paper":
+        return "the paper's explainer (Correia et al., Sec. 3.1)"
+    return f"the `{name}` explainer"
+
+
 def markdown(result: dict[str, Any]) -> str:
     """``sanity.md``: per generator the similarity table, the chance level, the centre-blob
     similarity and the plain-words verdict."""
@@ -733,7 +741,7 @@ def markdown(result: dict[str, Any]) -> str:
         "# Model-randomisation sanity check",
         "",
         "Cascading randomisation (Adebayo et al., *Sanity Checks for Saliency Maps*, NeurIPS "
-        "2018, Sec. 3.1) of the paper's explainer (Correia et al., Sec. 3.1): step 0 is the "
+        f"2018, Sec. 3.1) of {explainer_words(result)}: step 0 is the "
         "trained model; each later step re-draws the parameters of one more transformer "
         "block, from the top down, and the last step also the embedding stem. Each "
         "parameter tensor is re-drawn from a Gaussian with its own mean and standard "
