@@ -50,6 +50,10 @@ PAPER_FLAGS = (("--generator", "generator"), ("--selector", "selector"), ("--tar
                ("--fill", "fill"), ("--strategies", "strategies"))
 #: The perturbation baselines (paper Sec. 4), which take none of :data:`PAPER_FLAGS`.
 BASELINES = ("minplus", "avg", "rise", "lime")
+#: The field's similarity explainers (docs/method.md), which take none of them either.
+SIMILARITY_EXPLAINERS = ("xssab", "corrrise", "bilrp")
+#: The built-in explainers that show a progress bar on a terminal.
+WITH_PROGRESS = (*BASELINES, "corrrise")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -66,7 +70,8 @@ def add_parser(subparsers: Any) -> None:
                         "face-transformer:/path/Backbone_VIT.pth) or model folder "
                         "(default: %(default)s, the bundled model)")
     p.add_argument("--method", default="paper",
-                   help="explainer: paper, minplus, avg, rise, lime (default: %(default)s)")
+                   help="explainer: paper, minplus, avg, rise, lime, xssab, corrrise, bilrp "
+                        "(default: %(default)s)")
     p.add_argument("--generator", default=None,
                    help="attention generator of the paper method (default: nograd-lrp)")
     p.add_argument("--selector", default=None,
@@ -129,8 +134,8 @@ def report(e: Any) -> list[str]:
     if e.heatmaps is None:
         why = e.selection_reason or e.notes.get("unsupported") or "the method gave none"
         lines.append(f"  no heatmap: {why}")
-    elif not e.candidates:  # a perturbation baseline: heatmaps without mask strategies
-        calls = e.notes.get("verifier_calls")
+    elif not e.candidates:  # a baseline or similarity explainer: no mask strategies
+        calls = e.notes.get("model_passes") or e.notes.get("verifier_calls")
         passes = f", {calls} model passes" if calls else ""
         lines.append(f"  heatmaps: probe and gallery ({e.method}{passes})")
     return lines
@@ -141,7 +146,7 @@ def explain_options(args: argparse.Namespace) -> dict[str, Any]:
     are refused (they would fail inside the explainer)."""
     given = {name: getattr(args, name) for _, name in PAPER_FLAGS
              if getattr(args, name) is not None}
-    if args.method in BASELINES and given:
+    if args.method in (*BASELINES, *SIMILARITY_EXPLAINERS) and given:
         flags = [flag for flag, name in PAPER_FLAGS if name in given]
         raise OptionTypeError(
             f"{', '.join(flags)} {'applies' if len(flags) == 1 else 'apply'} to --method paper "
@@ -223,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     # stays empty or one error line). The baselines' progress bars redraw themselves, so
     # only on a terminal.
     interactive = sys.stderr.isatty()
-    if interactive and args.method in BASELINES:
+    if interactive and args.method in WITH_PROGRESS:
         options["progress"] = True
     for k, (desc, probe, gallery, stem) in enumerate(jobs, start=1):
         if interactive or len(jobs) > 1:
