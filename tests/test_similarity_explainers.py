@@ -306,3 +306,24 @@ def test_options_are_checked_when_the_explainer_is_built(
 ) -> None:
     with pytest.raises(error):
         registry.create("explainer", method, **options)
+
+
+@pytest.mark.lfw
+def test_xfr_explain_runs_them_and_refuses_the_paper_flags(
+    lfw_root: Path, default_verifier: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from xfr import cli
+    from xfr.data.lfw import image_folder
+
+    folder = image_folder(lfw_root)
+    a = str(folder / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg")
+    b = str(folder / "Aaron_Peirsol" / "Aaron_Peirsol_0002.jpg")
+    assert cli.main(["explain", a, b, "--method", "xssab", "-o", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "  heatmaps: probe and gallery (xssab, 8 model passes)" in out.splitlines()
+    back = Explanation.load(tmp_path / "explanation.json")
+    assert back.method == "xssab" and sorted(back.extras) == ["dissimilarity", "similarity"]
+    assert (tmp_path / "explanation.png").is_file()
+    assert cli.main(["explain", a, b, "--method", "bilrp", "--generator", "rollout"]) == 2
+    assert "--generator applies to --method paper only, not to --method bilrp" in (
+        capsys.readouterr().err)
