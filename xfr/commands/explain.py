@@ -53,6 +53,8 @@ PAPER_FLAGS = (("--generator", "generator"), ("--selector", "selector"), ("--tar
                ("--fill", "fill"), ("--strategies", "strategies"))
 #: The perturbation baselines (paper Sec. 4), which show progress bars of their own.
 BASELINES = ("minplus", "avg", "rise", "lime")
+#: The built-in explainers that show a progress bar on a terminal.
+WITH_PROGRESS = (*BASELINES, "corrrise")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -70,7 +72,8 @@ def add_parser(subparsers: Any) -> None:
                         "(default: %(default)s, the bundled model)")
     p.add_argument("--method", default=DEFAULT_METHOD,
                    help="explainer: relevance (xfr's measured default, docs/faithfulness.md), "
-                        "paper (the paper's Sec. 3), minplus, avg, rise, lime "
+                        "paper (the paper's Sec. 3), minplus, avg, rise, lime, xssab, "
+                        "corrrise, bilrp "
                         "(default: %(default)s)")
     p.add_argument("--generator", default=None,
                    help="attention generator of the relevance and paper methods (default: "
@@ -136,8 +139,8 @@ def report(e: Any) -> list[str]:
     if e.heatmaps is None:
         why = e.selection_reason or e.notes.get("unsupported") or "the method gave none"
         lines.append(f"  no heatmap: {why}")
-    elif not e.candidates:  # a perturbation baseline: heatmaps without mask strategies
-        calls = e.notes.get("verifier_calls")
+    elif not e.candidates:  # a baseline or similarity explainer: no mask strategies
+        calls = e.notes.get("model_passes") or e.notes.get("verifier_calls")
         passes = f", {calls} model passes" if calls else ""
         lines.append(f"  heatmaps: probe and gallery ({e.method}{passes})")
     return lines
@@ -242,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
     # stays empty or one error line). The baselines' progress bars redraw themselves, so
     # only on a terminal.
     interactive = sys.stderr.isatty()
-    if interactive and args.method in BASELINES:
+    if interactive and args.method in WITH_PROGRESS:
         options["progress"] = True
     for k, (desc, probe, gallery, stem) in enumerate(jobs, start=1):
         if interactive or len(jobs) > 1:

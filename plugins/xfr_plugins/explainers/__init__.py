@@ -1,5 +1,7 @@
 """Built-in explainers (registered through the xfr entry point 'explainers'): the paper's
-(Sec. 3) and the perturbation baselines it is compared with (Sec. 4: MinPlus, AVG, RISE, LIME).
+(Sec. 3), the perturbation baselines it is compared with (Sec. 4: MinPlus, AVG, RISE, LIME) and
+the field's similarity explainers (xSSAB, CorrRISE, BiLRP; docs/method.md, "Similarity
+explainers").
 
 Each factory imports its module on first use, so listing the plugins or explaining with the
 paper's method does not import the baselines (SciPy, scikit-image): a shorter cold start.
@@ -24,6 +26,12 @@ EXPLAINERS: dict[str, tuple[str, str, str]] = {
     "avg": ("avg", "AVGExplainer", "AVG perturbation baseline (Mery & Morris 2022)"),
     "rise": ("rise", "RISEExplainer", "RISE random-mask baseline (Petsiuk et al. 2018)"),
     "lime": ("lime", "LIMEExplainer", "LIME superpixel baseline (Ribeiro et al. 2016)"),
+    "xssab": ("xssab", "XSSABExplainer",
+              "similarity score argument backpropagation (Huber et al., WACV 2024)"),
+    "corrrise": ("corrrise", "CorrRISEExplainer",
+                 "random masks correlated with the similarity (Lu et al., WACV 2024)"),
+    "bilrp": ("bilrp", "BiLRPExplainer",
+              "second-order LRP: probe-gallery token interactions (Eberle et al., TPAMI 2022)"),
 }
 
 
@@ -44,6 +52,6 @@ def _factory(name: str) -> Callable[..., Any]:
 
 @hookimpl
 def xfr_explainers() -> dict[str, Callable[..., Any]]:
-    """``paper``, ``relevance``, ``minplus``, ``avg``, ``rise``, ``lime``; each built on first
-    use."""
+    """``paper``, ``relevance``, ``minplus``, ``avg``, ``rise``, ``lime``, ``xssab``,
+    ``corrrise``, ``bilrp``; each built on first use."""
     return {name: _factory(name) for name in EXPLAINERS}

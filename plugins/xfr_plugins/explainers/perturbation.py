@@ -28,6 +28,7 @@ this dot product is the cosine similarity.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -274,15 +275,24 @@ class PerturbationExplainer:
     """Base of the four baselines: options, validation, first embeddings, Explanation.
 
     Subclasses set :attr:`name` and :attr:`DEFAULTS`, implement :meth:`_check_options` and
-    :meth:`_explain`, which returns, per pair, ``(heatmaps, notes)``.
+    :meth:`_explain`, which returns, per pair, ``(heatmaps, notes)`` or
+    ``(heatmaps, notes, extras)`` (method-specific arrays, :attr:`Explanation.extras`). The
+    similarity explainers (xSSAB, CorrRISE, BiLRP) share this pair handling; those without
+    random perturbations take fewer common options (:attr:`COMMON`).
     """
 
     name: str = ""
     DEFAULTS: Mapping[str, Any] = {}
+    #: The common options this explainer takes (a subset of :data:`COMMON_DEFAULTS`).
+    COMMON: Mapping[str, Any] = COMMON_DEFAULTS
+    #: Whether each explanation's notes get ``model_passes`` (the subclass's own passes per
+    #: pair, from its notes, plus the two unperturbed embeddings) and ``seconds_per_pair``
+    #: (the call's wall time over its pairs).
+    COST_NOTES: bool = False
 
     def __init__(self, **options: Any) -> None:
         self.options: dict[str, Any] = self._resolve(
-            {**COMMON_DEFAULTS, **self.DEFAULTS}, options
+            {**self.COMMON, **self.DEFAULTS}, options
         )
 
     # -- options
@@ -299,10 +309,11 @@ class PerturbationExplainer:
         return opts
 
     def _check_common(self, o: dict[str, Any]) -> None:
-        int_at_least(self.name, "batch_size", o["batch_size"], 1)
-        int_at_least(self.name, "seed", o["seed"], 0)
+        for key in ("batch_size", "seed"):
+            if key in o:
+                int_at_least(self.name, key, o[key], 1 if key == "batch_size" else 0)
         for key in ("progress", "explain_negative"):
-            if not isinstance(o[key], bool):
+            if key in o and not isinstance(o[key], bool):
                 raise ValueError(f"{self.name}: {key} must be True or False, got {o[key]!r}")
 
     def _check_options(self, o: dict[str, Any]) -> None:  # pragma: no cover - overridden
@@ -329,8 +340,9 @@ class PerturbationExplainer:
         The result of each pair equals explaining that pair alone (the seed is used per image,
         not per position in the batch).
         """
+        start = time.perf_counter()
         opts = self.options_for(**options)
-        check_verifier(verifier)
+        self.check_verifier(verifier)
         probes, galleries = check_face_pairs(
             probes, galleries, getattr(verifier, "input_size", None)
         )
@@ -357,21 +369,26 @@ class PerturbationExplainer:
             )
             for i in range(n)
         ]
-        todo = [p for p in pairs if p.decision == POSITIVE or opts["explain_negative"]]
+        todo = [p for p in pairs
+                if p.decision == POSITIVE or opts.get("explain_negative", True)]
         results = self._explain(verifier, embedder, todo, opts) if todo else []
         by_index = {p.index: r for p, r in zip(todo, results, strict=True)}
 
+        seconds = (time.perf_counter() - start) / n
         out: list[Explanation] = []
         for p in pairs:
-            notes: dict[str, Any] = {
-                "options": _jsonable(opts),
-                "seed": int(opts["seed"]),
-                "score": p.score,
-                "score_kind": "dot product of the embeddings (cosine: they are L2-normalised)",
-            }
+            notes: dict[str, Any] = {"options": _jsonable(opts)}
+            if "seed" in opts:
+                notes["seed"] = int(opts["seed"])
+            notes["score"] = p.score
+            notes["score_kind"] = (
+                "dot product of the embeddings (cosine: they are L2-normalised)")
             heatmaps: np.ndarray | None
+            extras: dict[str, np.ndarray] = {}
             if p.index in by_index:
-                heatmaps, extra = by_index[p.index]
+                heatmaps, extra, *more = by_index[p.index]
+                if more:
+                    extras = dict(more[0])
                 notes.update(extra)
                 # each pair pays for its own two unperturbed images
                 notes["verifier_calls"] = int(extra.get("verifier_calls", 0)) + 2
@@ -383,6 +400,9 @@ class PerturbationExplainer:
                     "explain_negative=True for this method's extension to negative decisions"
                 )
                 notes["verifier_calls"] = 2
+            if self.COST_NOTES:
+                notes["model_passes"] = int(notes.get("model_passes", 0)) + 2
+                notes["seconds_per_pair"] = seconds
             out.append(
                 Explanation(
                     decision=p.decision,
@@ -392,6 +412,7 @@ class PerturbationExplainer:
                     heatmaps=heatmaps,
                     faces=faces_uint8(p.probe, p.gallery),
                     notes=notes,
+                    extras=extras,
                 )
             )
         return out
@@ -402,7 +423,8 @@ class PerturbationExplainer:
         embedder: CountingEmbedder,
         pairs: list[PairContext],
         opts: dict[str, Any],
-    ) -> list[tuple[np.ndarray | None, dict[str, Any]]]:  # pragma: no cover - overridden
+    ) -> Sequence[tuple[Any, ...]]:  # pragma: no cover - overridden
+        """Per pair ``(heatmaps, notes)`` or ``(heatmaps, notes, extras)``."""
         raise NotImplementedError
 
 
