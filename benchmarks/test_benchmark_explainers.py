@@ -21,12 +21,13 @@ from typing import Any
 
 import pytest
 import torch
+from xfr_plugins.explainers.relevance import MODEL_PASSES as RELEVANCE_PASSES
 
 from xfr import registry
 
 BASELINES = ("minplus", "avg", "rise", "lime")
 SIMILARITY = ("xssab", "corrrise", "bilrp")
-METHODS = ("paper", *BASELINES, *SIMILARITY)
+METHODS = ("relevance", "paper", *BASELINES, *SIMILARITY)
 _RESULTS: dict[str, dict[str, float]] = {}
 
 
@@ -106,7 +107,10 @@ def test_cost_per_explained_positive_pair(benchmark: Any, method: str, accepted_
         counter.close()
     passes = counter.images / len(seconds)
     assert result.decision == "positive" and result.heatmaps is not None
-    if method in BASELINES:
+    if method == "relevance":
+        # images through the ViT (2 embeddings, 2 relevance forwards), as the counter sees
+        assert result.notes["model_passes"] == passes
+    elif method in BASELINES:
         # the baselines' own count is exactly what went through the model
         assert result.notes["verifier_calls"] == passes
     elif method in SIMILARITY:
@@ -139,6 +143,7 @@ def test_ratios_to_the_papers_explainer() -> None:
     assert base["passes"] < _RESULTS["lime"]["passes"] < _RESULTS["rise"]["passes"]
     assert base["passes"] < _RESULTS["minplus"]["passes"] < _RESULTS["rise"]["passes"]
     assert _RESULTS["rise"]["passes"] == 2 * 10000 + 2
+    assert _RESULTS["relevance"]["passes"] == RELEVANCE_PASSES
     assert _RESULTS["xssab"]["passes"] == 8
     assert _RESULTS["corrrise"]["passes"] == 2 * 500 + 2
     assert _RESULTS["bilrp"]["passes"] == 4 + 2 + 2 * 128  # one chunk of 128 coordinates

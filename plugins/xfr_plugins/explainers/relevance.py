@@ -23,8 +23,10 @@ that is faithful and drops what blurs it:
    default model's 8 px patch) instead of the paper's 56 px, so the heatmap keeps the
    spatial detail the model has.
 
-Cost: two embedding passes and one relevance pass (forward + propagation) per face: 4 model
-passes per pair (``notes["model_passes"]``). Works on every ViT verifier that the attention
+Cost: two embedding passes and one relevance pass per face: 4 images through the ViT per pair
+(``notes["model_passes"]``, counted as for the paper's explainer: 8), plus, for ViT-LRP, the
+backward pass of each relevance pass (gradients; 6 in the forward + backward count of the
+similarity explainers). Works on every ViT verifier that the attention
 generators support.
 """
 
