@@ -24,6 +24,7 @@ from xfr.batch import (
     run_batch,
 )
 from xfr.data.pairs import read_csv_pairs, read_listed_pairs
+from xfr.defaults import DEFAULT_METHOD
 
 pytestmark = pytest.mark.lfw
 
@@ -159,8 +160,8 @@ def test_many_pairs_summary_failures_and_resume(
 
     # another configuration or another input is not "done"
     pair = read_batch_pairs(listing)[0]
-    same = config_hash(configuration("paper", {}, "yunet"))
-    other = config_hash(configuration("paper", {"generator": "rollout"}, "yunet"))
+    same = config_hash(configuration(DEFAULT_METHOD, {}, "yunet"))
+    other = config_hash(configuration(DEFAULT_METHOD, {"generator": "rollout"}, "yunet"))
     assert batch["configuration"] == same != other
     assert done_before(out, pair, batch["model"], same, True) is not None
     assert done_before(out, pair, batch["model"], other, True) is None

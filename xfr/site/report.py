@@ -32,6 +32,7 @@ from urllib.parse import quote
 import numpy as np
 
 from xfr.errors import OutputError
+from xfr.interfaces.vocabulary import is_positive
 
 #: The file that marks a folder as written by this module (so that it may be replaced).
 MARKER = ".xfr-report"
@@ -304,7 +305,7 @@ def pair_images(e: Any, img: Path, prefix: str) -> dict[str, Any]:
 
 def pair_context(e: Any, images_: dict[str, Any], stem: str) -> dict[str, Any]:
     """Everything the pair template shows about ``e`` besides navigation and images."""
-    rel = "<" if e.distance < e.threshold else ">="
+    rel = "<" if is_positive(e.distance, e.threshold) else ">="
     names = " vs ".join(s["name"] for s in images_["sides"])
     return {
         "stem": stem, "title": names or stem, "decision": e.decision,
