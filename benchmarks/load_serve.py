@@ -22,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -104,9 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         else default_pair()
     server = None
     if args.url is None:
+        # from a neutral folder: ``python -m`` would import a source checkout's xfr/ instead
+        # of the installed package
         server = subprocess.Popen([sys.executable, "-m", "xfr", "serve", "--port", "0"],
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                  cwd=ROOT)
+                                  cwd=tempfile.gettempdir())
         assert server.stdout is not None
         line = server.stdout.readline()
         m = re.search(r"(http://127\.0\.0\.1:\d+/)", line)

@@ -44,10 +44,14 @@ def photos(lfw_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 @pytest.fixture(scope="module")
 def server(photos: dict[str, Path]) -> Iterator[str]:
     """``xfr serve --port 0`` (a free loopback port); its URL; stopped afterwards."""
+    # run from the photos' folder: ``python -m`` puts the working folder first on sys.path, and
+    # from a source checkout that would import its xfr/ (without compiled kernels) instead of
+    # the installed package
     proc = subprocess.Popen(
         [sys.executable, "-m", "xfr", "serve", "--port", "0", "--photos",
          str(photos["folder"]), "--max-upload-mb", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=photos["text"].parent)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # printed once the model is loaded and the port bound
