@@ -26,7 +26,7 @@ import torch
 
 from xfr.errors import OptionError, OptionTypeError, PluginOutputError
 from xfr.explanation import Candidate, Explanation
-from xfr.interfaces.images import check_face_pairs
+from xfr.interfaces.images import check_face_pairs, faces_uint8
 from xfr.interfaces.vocabulary import (
     BEST_STRATEGY,
     DECISIONS,
@@ -43,10 +43,6 @@ from xfr.interfaces.vocabulary import (
 DEFAULT_STRATEGIES: dict[str, tuple[str, ...]] = {d: paper_strategies(d) for d in DECISIONS}
 FILLS = ("zeros", "mean", "blur")
 GAUSSIAN_CENTRES = ("authors", "opencv")
-
-
-def _faces_uint8(images: torch.Tensor) -> np.ndarray:
-    return images.detach().cpu().clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def embed_in_chunks(verifier: Any, images: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -387,8 +383,7 @@ class PaperExplainer:
                 heatmaps=heatmaps, attention_maps=np.stack([map_p[i], map_g[i]]),
                 masks=np.stack([mask_p[i], mask_g[i]]), candidates=candidates,
                 strategy=selection.strategy, selection_reason=selection.reason,
-                faces=np.stack([_faces_uint8(probes[i : i + 1])[0],
-                                _faces_uint8(galleries[i : i + 1])[0]]),
+                faces=faces_uint8(torch.stack([probes[i], galleries[i]])),
                 notes={"generator": opts["generator"], "target": target_used,
                        "selector": opts["selector"], "fill": opts["fill"],
                        "verifier": getattr(verifier, "name", type(verifier).__name__),

@@ -40,6 +40,7 @@ from scipy import ndimage
 from xfr.errors import OptionError, OptionTypeError
 from xfr.explanation import Explanation
 from xfr.interfaces.images import check_face_pairs
+from xfr.interfaces.images import faces_uint8 as faces_to_uint8
 from xfr.interfaces.verifier import Verifier
 from xfr.interfaces.vocabulary import POSITIVE, Decision, decide
 
@@ -240,8 +241,7 @@ def make_progress(enabled: bool, total: int, desc: str) -> Any:
 
 def faces_uint8(probe: torch.Tensor, gallery: torch.Tensor) -> np.ndarray:
     """``(2, S, S, 3)`` uint8 faces for figures."""
-    x = torch.stack([probe, gallery]).detach().to("cpu", torch.float32)
-    return x.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return faces_to_uint8(torch.stack([probe, gallery]))
 
 
 # --------------------------------------------------------------------------- the base class

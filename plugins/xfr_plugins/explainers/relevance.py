@@ -42,7 +42,7 @@ import torch
 
 from xfr.errors import OptionError, OptionTypeError, PluginOutputError
 from xfr.explanation import Explanation
-from xfr.interfaces.images import check_face_pairs
+from xfr.interfaces.images import check_face_pairs, faces_uint8
 from xfr.interfaces.vocabulary import DECISIONS, POSITIVE, Decision, decide
 
 #: How the two faces' relevance maps become the pair's heatmaps (see the module docstring).
@@ -257,8 +257,7 @@ class RelevanceExplainer:
         heat = self.pair_and_smooth(raw[:n], raw[n:], decisions, opts)
         t3 = time.perf_counter()
         seconds = {"embed": (t1 - t0) / n, "attention": (t2 - t1) / n, "smooth": (t3 - t2) / n}
-        faces_u8 = (faces.detach().clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1)
-                    .cpu().numpy())
+        faces_u8 = faces_uint8(faces)
         threshold = float(verifier.threshold)
         return [Explanation(
             decision=decisions[i], distance=float(distances[i]), threshold=threshold,
