@@ -49,3 +49,7 @@ def default_verifier():
     if not (default_model_path() / "config.json").exists():
         pytest.skip("the bundled default model is not in this build (xfr/models/default)")
     return load_verifier("default")
+
+
+# The browser tests' fixtures (Chromium through Playwright, explained LFW pairs).
+from browser_support import browser, explained_folder, watched  # noqa: E402, F401

@@ -24,6 +24,7 @@ from xfr.batch import (
     run_batch,
 )
 from xfr.data.pairs import read_csv_pairs, read_listed_pairs
+from xfr.defaults import DEFAULT_METHOD
 
 pytestmark = pytest.mark.lfw
 
@@ -61,7 +62,7 @@ def test_csv_lists_take_labels_and_ids_optionally(tmp_path: Path) -> None:
     (["--pairs", "LIST", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
     (["--pairs", "LIST", "--num-cpus", "2"], "--num-cpus applies to --engine ray only"),
     (["--pairs", "LIST", "--method", "minplus", "--generator", "rollout"],
-     "--generator applies to --method paper only"),
+     "--generator does not apply to --method minplus"),
     (["--pairs", "LIST", "--root", "nowhere"], "no such image folder: nowhere"),
     (["--pairs", "LIST", "--root", "."], "none of the 4 image files"),
     (["a.jpg", "b.jpg", "--engine", "ray"], "--engine applies to --pairs LIST only"),
@@ -114,7 +115,7 @@ def test_many_pairs_summary_failures_and_resume(
     std = capsys.readouterr()
     assert code == 1
     assert std.out.strip().splitlines()[-1] == f"2 of 4 pairs failed, see {out / 'summary.csv'}"
-    assert "4 to explain (paper) on local" in std.err
+    assert "4 to explain (relevance) on local" in std.err
     assert "4/4 pairs done (2 failed)" in std.err  # plain lines off a terminal
     rows = summary(out)
     assert list(rows[0]) == list(SUMMARY_COLUMNS)
@@ -130,7 +131,7 @@ def test_many_pairs_summary_failures_and_resume(
             assert float(r["margin"]) == abs(d - t)
             assert r["correct"] == str((r["decision"] == "positive")
                                        == (r["label"] == "same")).lower()
-            assert r["strategy"] and float(r["seconds"]) > 0
+            assert r["strategy"] == "" and float(r["seconds"]) > 0  # relevance: no mask strategy
             for suffix in (".png", ".json", ".npz"):
                 assert (out / f"{r['stem']}{suffix}").is_file()
     assert not (out / "noface.json").exists()
@@ -159,8 +160,8 @@ def test_many_pairs_summary_failures_and_resume(
 
     # another configuration or another input is not "done"
     pair = read_batch_pairs(listing)[0]
-    same = config_hash(configuration("paper", {}, "yunet"))
-    other = config_hash(configuration("paper", {"generator": "rollout"}, "yunet"))
+    same = config_hash(configuration(DEFAULT_METHOD, {}, "yunet"))
+    other = config_hash(configuration(DEFAULT_METHOD, {"generator": "rollout"}, "yunet"))
     assert batch["configuration"] == same != other
     assert done_before(out, pair, batch["model"], same, True) is not None
     assert done_before(out, pair, batch["model"], other, True) is None

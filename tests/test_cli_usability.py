@@ -43,7 +43,7 @@ def test_xfr_help_lists_every_command_without_importing_torch() -> None:
 
 @pytest.mark.parametrize(("command", "flag", "default"), [
     ("explain", "--out", "xfr-explanation"),
-    ("explain", "--method", "paper"),
+    ("explain", "--method", "relevance"),
     ("explain", "--detector", "yunet"),
     ("evaluate", "--batch-size", "32"),
     ("train", "--calibration-folds", "7,8"),
@@ -152,7 +152,7 @@ def test_the_multi_face_warning_is_one_line_naming_the_image_and_the_face(
     group = tmp_path / "group.png"
     Image.fromarray(canvas).save(group)
     # A bad option stops the run before the images are read.
-    assert cli.main(["explain", str(group), crops[1], "--strategies", "nope",
+    assert cli.main(["explain", str(group), crops[1], "--method", "paper", "--strategies", "nope",
                      "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err[-1].startswith("xfr: error: unknown mask 'nope'")

@@ -149,7 +149,7 @@ def test_the_figure_caption_says_same_or_different_person_names_the_inputs_and_h
 ):
     from xfr.figure import LEGEND, caption
 
-    e = xfr.explain(*lfw_faces[:2])
+    e = xfr.explain(*lfw_faces[:2], method="paper")
     text = caption(e)
     assert ("same person" in text) == (e.decision == "positive")
     assert ("different person" in text) == (e.decision == "negative")

@@ -79,22 +79,34 @@ def one_line(capsys: pytest.CaptureFixture[str]) -> str:
 # --- the CLI: one line, exit 2 -----------------------------------------------------------------
 CLI_CASES: dict[str, tuple[list[str], str]] = {
     "sface with the paper method": (
-        ["--verifier", "sface"],
+        ["--verifier", "sface", "--method", "paper"],
         "the paper explainer needs a ViT verifier (attention maps); 'sface' is a black box: "
         "use a perturbation method (minplus, avg, rise, lime)"),
     "minplus with --generator": (
         ["--method", "minplus", "--generator", "rollout"],
-        "--generator applies to --method paper only, not to --method minplus"),
+        "--generator does not apply to --method minplus (it takes none of --generator, "
+        "--selector, --target, --fill, --strategies)"),
+    "relevance with --selector": (
+        ["--selector", "fixed:oim"],
+        "--selector does not apply to --method relevance (it takes --generator, --target)"),
+    "sface with the default method": (
+        ["--verifier", "sface"],
+        "the relevance explainer needs a ViT verifier (attention maps); 'sface' is a black "
+        "box: use a perturbation method (minplus, avg, rise, lime)"),
     "unknown generator": (
         ["--generator", "rolout"], "unknown attention 'rolout'; known attention names: "),
-    "unknown selector": (["--selector", "metrc"], "unknown selector 'metrc'"),
+    "unknown selector": (["--method", "paper", "--selector", "metrc"], "unknown selector 'metrc'"),
     "fixed selector of an unknown strategy": (
-        ["--selector", "fixed:oimm"], "unknown mask 'oimm'; known mask names: nium, oim, um"),
-    "unknown strategy": (["--strategies", "oim,xx"], "unknown mask 'xx'"),
-    "unknown fill": (["--fill", "blurry"],
+        ["--method", "paper", "--selector", "fixed:oimm"],
+        "unknown mask 'oimm'; known mask names: nium, oim, um"),
+    "unknown strategy": (["--method", "paper", "--strategies", "oim,xx"], "unknown mask 'xx'"),
+    "unknown fill": (["--method", "paper", "--fill", "blurry"],
                      "paper: fill must be one of 'zeros', 'mean', 'blur', got 'blurry'"),
-    "unknown target": (["--target", "logits"], "paper: target must be one of 'auto', 'logit', "
-                       "'embedding', 'similarity', got 'logits'"),
+    "unknown target": (["--target", "logits"], "relevance: target must be one of 'decision', "
+                       "'auto', 'logit', 'embedding', 'similarity', got 'logits'"),
+    "unknown target of the paper method": (
+        ["--method", "paper", "--target", "logits"],
+        "paper: target must be one of 'auto', 'logit', 'embedding', 'similarity', got 'logits'"),
     "unknown method": (["--method", "minplu"], "unknown explainer 'minplu'"),
 }
 
@@ -180,12 +192,14 @@ API_CASES: dict[str, tuple[dict[str, Any], type[Exception], type[Exception], str
                            "pairs_per_batch must be an integer >= 1, got -1"),
     "verifier=None": (dict(verifier=None), OptionTypeError, TypeError,
                       "verifier must be a registered verifier name"),
-    "strategy typo in a dict": (dict(strategies={"positive": "oim,umm"}), UnknownNameError,
+    "strategy typo in a dict": (dict(method="paper", strategies={"positive": "oim,umm"}),
+                                UnknownNameError,
                                 KeyError, "unknown mask 'umm'"),
-    "strategies for an unknown decision": (dict(strategies={"same": "oim"}), OptionError,
-                                           ValueError, "paper: strategies must be names, or a "
-                                           "dict with the keys 'positive' and/or 'negative' "
-                                           "(unknown: same)"),
+    "strategies for an unknown decision": (dict(method="paper", strategies={"same": "oim"}),
+                                           OptionError, ValueError,
+                                           "paper: strategies must be names, or a dict with "
+                                           "the keys 'positive' and/or 'negative' (unknown: "
+                                           "same)"),
     "minplus with a paper option": (dict(method="minplus", generator="rollout"),
                                     OptionTypeError, TypeError,
                                     "minplus: unknown option(s) 'generator'"),
@@ -210,7 +224,7 @@ def test_a_strategies_dict_with_one_name_per_decision_is_not_split_into_letters(
     crops: tuple[str, str], default_verifier: Any
 ) -> None:
     # Was "unknown mask 'o'": the string was iterated letter by letter.
-    e = xfr.explain(*crops, strategies={"positive": "oim", "negative": ["um"]})
+    e = xfr.explain(*crops, method="paper", strategies={"positive": "oim", "negative": ["um"]})
     assert e.decision == "positive" and [c.name for c in e.candidates] == ["oim"]
 
 

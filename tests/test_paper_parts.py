@@ -192,6 +192,26 @@ def test_the_defaults_are_looked_up_in_the_explainer_s_registry_not_the_process_
         explainer.with_options(generator="rollout")
 
 
+def test_the_relevance_explainer_builds_its_generator_in_its_registry(
+        isolated: Registry, no_global_builtins: Registry, default_verifier: Any,
+        faces: tuple[torch.Tensor, torch.Tensor]) -> None:
+    # its default generator, vit-lrp, is a built-in: this registry does not have it
+    with pytest.raises(UnknownNameError, match="unknown attention 'vit-lrp'; known attention "
+                       "names: luminance$"):
+        isolated.create("explainer", "relevance")
+    explainer = isolated.create("explainer", "relevance", generator="luminance")
+    assert explainer.registry is isolated
+    probes, galleries = faces
+    results = explainer.explain_pairs(default_verifier, probes, galleries)
+    luminance = Luminance()(default_verifier, torch.cat([probes, galleries])).numpy()
+    for i, e in enumerate(results):
+        np.testing.assert_array_equal(e.attention_maps, luminance[[i, 2 + i]])
+        assert e.notes["generator"] == "luminance"
+    assert registry.names("attention") == []  # nothing came from the process-wide registry
+    with pytest.raises(UnknownNameError, match="unknown attention 'rollout'"):
+        explainer.explain_pairs(default_verifier, probes, galleries, generator="rollout")
+
+
 def test_the_registry_passes_itself_only_to_factories_that_ask_for_it() -> None:
     seen: dict[str, Any] = {}
 

@@ -83,7 +83,8 @@ def test_fixed_name_selects_a_third_party_strategy_from_the_cli(
     capsys: pytest.CaptureFixture[str], default_verifier: object,
 ) -> None:
     # Was: "fixed strategy 'probe-mask' is not among the candidates (oim, um)".
-    code = cli.main(["explain", *crops, "--selector", "fixed:probe-mask", "-o", str(tmp_path)])
+    code = cli.main(["explain", *crops, "--method", "paper", "--selector", "fixed:probe-mask",
+                     "-o", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0
     assert "decision: positive" in out
@@ -96,7 +97,8 @@ def test_strategies_option_adds_candidates_from_the_cli(
     dists: DistFactory, crops: tuple[str, str], tmp_path: Path,
     capsys: pytest.CaptureFixture[str], default_verifier: object,
 ) -> None:
-    code = cli.main(["explain", *crops, "--strategies", "oim,probe-mask", "--json",
+    code = cli.main(["explain", *crops, "--method", "paper", "--strategies", "oim,probe-mask",
+                     "--json",
                      "-o", str(tmp_path)])
     assert code == 0
     import json
@@ -117,7 +119,7 @@ def test_a_strategy_that_breaks_its_contract_is_named(
 ) -> None:
     plugin = rf"mask strategy '{name}' \(package 'xfr-extra-masks' 2\.1, plugin 'extra_masks'\): "
     with pytest.raises(PluginOutputError, match=plugin + message):
-        xfr.explain(*crops, selector=f"fixed:{name}")
+        xfr.explain(*crops, method="paper", selector=f"fixed:{name}")
 
 
 def test_a_broken_strategy_is_one_cli_line(
@@ -125,7 +127,8 @@ def test_a_broken_strategy_is_one_cli_line(
     capsys: pytest.CaptureFixture[str], default_verifier: object,
 ) -> None:
     out = tmp_path / "out"
-    assert cli.main(["explain", *crops, "--selector", "fixed:small-heat", "-o", str(out)]) == 2
+    assert cli.main(["explain", *crops, "--method", "paper", "--selector", "fixed:small-heat",
+                     "-o", str(out)]) == 2
     err = "".join(ln for ln in capsys.readouterr().err.splitlines(keepends=True)
                   if not ln.startswith("xfr: warning: "))
     assert err.startswith("xfr: error: mask strategy 'small-heat' (package 'xfr-extra-masks'")

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from xfr.defaults import DEFAULT_METHOD
 from xfr.errors import ModelError, OptionError, OptionTypeError
 from xfr.explanation import Explanation
 
@@ -290,8 +291,9 @@ def _check_pairs(pairs: Iterable[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
 
 
 def explain_pairs(pairs: Iterable[tuple[Any, Any]], verifier: str | Any = "default",
-                  method: str = "paper", *, pairs_per_batch: int = 32, progress: bool = False,
-                  detector: str = "yunet", **options: Any) -> list[Explanation]:
+                  method: str = DEFAULT_METHOD, *, pairs_per_batch: int = 32,
+                  progress: bool = False, detector: str = "yunet", **options: Any
+                  ) -> list[Explanation]:
     """Explain many (probe, gallery) pairs, one batched model call per stage and batch.
 
     The results equal explaining each pair alone with :func:`explain`. Photos are aligned
@@ -343,13 +345,15 @@ def explain_pairs(pairs: Iterable[tuple[Any, Any]], verifier: str | Any = "defau
     return out
 
 
-def explain(probe: Any, gallery: Any, verifier: str | Any = "default", method: str = "paper",
-            generator: str | None = None, selector: str | None = None,
-            **options: Any) -> Explanation:
+def explain(probe: Any, gallery: Any, verifier: str | Any = "default",
+            method: str = DEFAULT_METHOD, generator: str | None = None,
+            selector: str | None = None, **options: Any) -> Explanation:
     """Explain why ``verifier`` accepts or rejects the pair (``probe``, ``gallery``).
 
-    ``generator`` and ``selector`` apply to the paper's method (defaults ``"nograd-lrp"`` and
-    ``"metric"``); other options go to the explainer.
+    ``method`` is xfr's default explainer (:data:`xfr.defaults.DEFAULT_METHOD`,
+    docs/faithfulness.md) unless named (``"paper"``: the paper's Sec. 3). ``generator``
+    applies to the explainers built on attention maps (``relevance``, ``paper``),
+    ``selector`` to the paper's; other options go to the explainer.
     """
     if generator is not None:
         options["generator"] = generator

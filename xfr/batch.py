@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xfr.defaults import DEFAULT_METHOD
 from xfr.errors import InputError, InputWarning, OptionError, OutputError, UserError
 
 #: The columns of ``summary.csv``, in order (README, "Many pairs").
@@ -76,7 +77,7 @@ class BatchSettings:
     root: Path | None = None
     format: str = "auto"
     verifier: Any = "default"
-    method: str = "paper"
+    method: str = DEFAULT_METHOD
     #: The explainer's options (e.g. ``{"generator": "rollout"}``).
     options: dict[str, Any] = field(default_factory=dict)
     detector: str = "yunet"

@@ -34,6 +34,8 @@ COMMANDS: dict[str, str] = {
     "train": "xfr.commands.train",
     "evaluate": "xfr.commands.evaluate",
     "sanity": "xfr.commands.sanity",
+    "report": "xfr.commands.report",
+    "serve": "xfr.commands.serve",
 }
 
 #: Exceptions reported as one clean line (exit status 2) instead of a traceback.
@@ -82,7 +84,7 @@ def requested_command(argv: Sequence[str]) -> str | None:
 
 
 #: Commands that run a model: they get ``--device`` and ``--threads``.
-MODEL_COMMANDS = ("explain", "evaluate", "sanity", "train")
+MODEL_COMMANDS = ("explain", "evaluate", "sanity", "train", "serve")
 
 
 def command_help(module: ModuleType) -> str:

@@ -4,7 +4,9 @@ docs/design.md, "The role interfaces").
 Every intermediate value of the paper's pipeline (Fig. 1) is kept: the decision, both attention
 maps, both Otsu masks, every candidate mask with its removed area RA, its distances after
 masking and its selection score (or why it was not eligible), the chosen strategy and the two
-final heatmaps. ``to_dict``/``from_dict`` and ``to_json``/``from_json`` round-trip exactly.
+final heatmaps. Other explainers keep their own arrays in :attr:`Explanation.extras` (e.g.
+xSSAB's similarity and dissimilarity maps, BiLRP's token interactions).
+``to_dict``/``from_dict`` and ``to_json``/``from_json`` round-trip exactly.
 
 :meth:`Explanation.save` writes three files: the figure (``<stem>.png``), a small JSON
 (``<stem>.json``: metadata, decision, scores, every candidate without its mask, the notes) and
@@ -28,6 +30,8 @@ FORMAT = "xfr-explanation"
 FORMAT_VERSION = 2
 #: The array fields of :class:`Explanation` (the ``.npz`` beside the JSON).
 ARRAY_FIELDS = ("heatmaps", "attention_maps", "masks", "faces")
+#: Prefix of :attr:`Explanation.extras` in the ``.npz`` (``extra_<name>``).
+EXTRA_PREFIX = "extra_"
 
 
 def _array_to_json(a: np.ndarray | None) -> dict[str, Any] | None:
@@ -114,6 +118,10 @@ class Explanation:
     faces: np.ndarray | None = None
     #: Method-specific settings and remarks (generator, selector, verifier, warnings).
     notes: dict[str, Any] = field(default_factory=dict)
+    #: Method-specific arrays by name (``extra_<name>`` in the ``.npz``), e.g. xSSAB's
+    #: ``similarity`` and ``dissimilarity`` maps or BiLRP's ``interactions``
+    #: (docs/explanation-format.md).
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (arrays as ``{dtype, shape, data}``)."""
@@ -130,6 +138,7 @@ class Explanation:
             "selection_reason": self.selection_reason,
             "faces": _array_to_json(self.faces),
             "notes": self.notes,
+            "extras": {k: _array_to_json(v) for k, v in self.extras.items()},
         }
 
     @classmethod
@@ -147,6 +156,7 @@ class Explanation:
             selection_reason=d.get("selection_reason"),
             faces=_array_from_json(d.get("faces")),
             notes=dict(d.get("notes", {})),
+            extras={k: _array_from_json(v) for k, v in d.get("extras", {}).items()},
         )
 
     def to_json(self) -> str:
@@ -193,11 +203,13 @@ class Explanation:
 
     def arrays_dict(self) -> dict[str, np.ndarray]:
         """Every array, by its ``.npz`` name: ``heatmaps``, ``attention_maps``, ``masks``,
-        ``faces`` (those that are not ``None``) and ``candidate_mask_<i>`` (``candidates[i]``)."""
+        ``faces`` (those that are not ``None``), ``candidate_mask_<i>`` (``candidates[i]``) and
+        ``extra_<name>`` (``extras[name]``)."""
         out = {k: np.asarray(getattr(self, k)) for k in ARRAY_FIELDS
                if getattr(self, k) is not None}
         out.update({f"candidate_mask_{i}": np.asarray(c.mask)
                     for i, c in enumerate(self.candidates)})
+        out.update({f"{EXTRA_PREFIX}{k}": np.asarray(v) for k, v in self.extras.items()})
         return out
 
     @classmethod
@@ -223,6 +235,8 @@ class Explanation:
             selection_reason=doc.get("selection_reason"),
             faces=data.get("faces"),
             notes=dict(doc.get("notes", {})),
+            extras={k[len(EXTRA_PREFIX):]: v for k, v in data.items()
+                    if k.startswith(EXTRA_PREFIX)},
         )
 
     @classmethod

@@ -289,12 +289,21 @@ def _is(value: Any, hint: Any) -> bool:
 
 
 def _fits(value: Any, hint: Any, metadata: Mapping[str, Any]) -> bool:
-    """Whether a value of the right type is a ``Literal`` choice and within the range."""
+    """Whether a value of the right type is a ``Literal`` choice and within the range (for a
+    dict: each key a choice of its key type, each value a choice of its value type and within
+    the range)."""
     for arm in _arms(hint):
         if not _is(value, arm):
             continue
-        if get_origin(arm) is Literal:
+        origin = get_origin(arm)
+        if origin is Literal:
             if value in get_args(arm):
+                return True
+            continue
+        args = get_args(arm)
+        if origin in (dict, Mapping) and args:
+            if all(_fits(k, args[0], {}) and _fits(v, args[1], metadata)
+                   for k, v in value.items()):
                 return True
             continue
         return _in_range(value, metadata)

@@ -208,4 +208,7 @@ def run(args: argparse.Namespace) -> int:
     if "mean" in acc:
         print(f"accuracy (10-fold): {100 * acc['mean']:.2f} %")
     print(f"wrote {len(files)} files to {args.out}")
+    from xfr.commands.report import write_after
+
+    write_after(args.out)
     return 0

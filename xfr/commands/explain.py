@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from xfr.commands.arguments import add_engine_options, engine_from_args
+from xfr.defaults import DEFAULT_METHOD
 from xfr.errors import OptionError, OptionTypeError, OutputError
 from xfr.interfaces.vocabulary import NEGATIVE, POSITIVE, is_positive, paper_strategies
 
@@ -45,11 +46,15 @@ def demo_pairs() -> list[tuple[str, Any, Any]]:
     ]
 
 
-#: Options of the paper's method (``--method paper``), as (flag, option name).
+#: The explainer flags, as (flag, option name): all options of the paper's method
+#: (``--method paper``); ``--generator`` and ``--target`` also of ``relevance``. A method gets
+#: those among its own options (:func:`explain_options`).
 PAPER_FLAGS = (("--generator", "generator"), ("--selector", "selector"), ("--target", "target"),
                ("--fill", "fill"), ("--strategies", "strategies"))
-#: The perturbation baselines (paper Sec. 4), which take none of :data:`PAPER_FLAGS`.
+#: The perturbation baselines (paper Sec. 4), which show progress bars of their own.
 BASELINES = ("minplus", "avg", "rise", "lime")
+#: The built-in explainers that show a progress bar on a terminal.
+WITH_PROGRESS = (*BASELINES, "corrrise")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -65,10 +70,14 @@ def add_parser(subparsers: Any) -> None:
                    help="registered verifier name, NAME:SOURCE (e.g. "
                         "face-transformer:/path/Backbone_VIT.pth) or model folder "
                         "(default: %(default)s, the bundled model)")
-    p.add_argument("--method", default="paper",
-                   help="explainer: paper, minplus, avg, rise, lime (default: %(default)s)")
+    p.add_argument("--method", default=DEFAULT_METHOD,
+                   help="explainer: relevance (xfr's measured default, docs/faithfulness.md), "
+                        "paper (the paper's Sec. 3), minplus, avg, rise, lime, xssab, "
+                        "corrrise, bilrp "
+                        "(default: %(default)s)")
     p.add_argument("--generator", default=None,
-                   help="attention generator of the paper method (default: nograd-lrp)")
+                   help="attention generator of the relevance and paper methods (default: "
+                        "vit-lrp for relevance, nograd-lrp for paper)")
     p.add_argument("--selector", default=None,
                    help="selector of the paper method: metric or fixed:NAME, NAME becoming a "
                         "candidate (default: metric)")
@@ -78,8 +87,9 @@ def add_parser(subparsers: Any) -> None:
                         f"{','.join(paper_strategies(POSITIVE))} for positive, "
                         f"{','.join(paper_strategies(NEGATIVE))} for negative decisions)")
     p.add_argument("--target", default=None,
-                   help="attention target of the paper method: auto, logit, embedding, "
-                        "similarity (default: auto)")
+                   help="attention target of the relevance and paper methods: auto, logit, "
+                        "embedding, similarity, and for relevance decision (default: decision "
+                        "for relevance, auto for paper)")
     p.add_argument("--fill", default=None,
                    help="what removed pixels become (paper method): zeros, mean, blur "
                         "(default: zeros)")
@@ -129,23 +139,32 @@ def report(e: Any) -> list[str]:
     if e.heatmaps is None:
         why = e.selection_reason or e.notes.get("unsupported") or "the method gave none"
         lines.append(f"  no heatmap: {why}")
-    elif not e.candidates:  # a perturbation baseline: heatmaps without mask strategies
-        calls = e.notes.get("verifier_calls")
+    elif not e.candidates:  # a baseline or similarity explainer: no mask strategies
+        calls = e.notes.get("model_passes") or e.notes.get("verifier_calls")
         passes = f", {calls} model passes" if calls else ""
         lines.append(f"  heatmaps: probe and gallery ({e.method}{passes})")
     return lines
 
 
 def explain_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The explainer options of the command line; the paper's flags with a baseline method
-    are refused (they would fail inside the explainer)."""
+    """The explainer options of the command line; a flag that the chosen method does not
+    take is refused now, in one line (it would fail inside the explainer)."""
     given = {name: getattr(args, name) for _, name in PAPER_FLAGS
              if getattr(args, name) is not None}
-    if args.method in BASELINES and given:
-        flags = [flag for flag, name in PAPER_FLAGS if name in given]
+    if not given:
+        return given
+    from xfr import registry
+
+    explainer = registry.create("explainer", args.method)  # an unknown method: one line
+    known = set(getattr(explainer, "options", {}) or {})
+    refused = [flag for flag, name in PAPER_FLAGS if name in given and name not in known]
+    if refused:
+        takes = [flag for flag, name in PAPER_FLAGS if name in known]
         raise OptionTypeError(
-            f"{', '.join(flags)} {'applies' if len(flags) == 1 else 'apply'} to --method paper "
-            f"only, not to --method {args.method}")
+            f"{', '.join(refused)} {'does' if len(refused) == 1 else 'do'} not apply to "
+            f"--method {args.method}"
+            + (f" (it takes {', '.join(takes)})" if takes else " (it takes none of "
+               f"{', '.join(flag for flag, _ in PAPER_FLAGS)})"))
     return given
 
 
@@ -185,6 +204,9 @@ def run_pairs(args: argparse.Namespace) -> int:
     ok = result.total - result.failed
     print(f"{ok} of {result.total} pairs explained ({result.computed} computed, "
           f"{result.reused} done before) in {result.seconds:.1f} s; wrote {result.summary}")
+    from xfr.commands.report import write_after
+
+    write_after(out)
     if result.failed:
         print(f"{result.failed} of {result.total} pairs failed, see {result.summary}")
         return 1
@@ -223,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
     # stays empty or one error line). The baselines' progress bars redraw themselves, so
     # only on a terminal.
     interactive = sys.stderr.isatty()
-    if interactive and args.method in BASELINES:
+    if interactive and args.method in WITH_PROGRESS:
         options["progress"] = True
     for k, (desc, probe, gallery, stem) in enumerate(jobs, start=1):
         if interactive or len(jobs) > 1:
@@ -241,4 +263,7 @@ def run(args: argparse.Namespace) -> int:
                 print(line)
             print(f"  wrote {png}, {js} and {js.with_suffix('.npz')}")
         sys.stdout.flush()
+    from xfr.commands.report import write_after
+
+    write_after(out, quiet=args.json)
     return 0

@@ -36,7 +36,7 @@ def command_line(args: argparse.Namespace) -> str:
         return " ".join(shlex.quote(a) for a in ["xfr", *argv])
     parts = ["xfr", "sanity", "--pairs", str(args.pairs), "--root", str(args.root),
              "--format", args.format, "--generators", ",".join(args.generators),
-             "--verifier", str(args.verifier), "--seed", str(args.seed),
+             "--method", args.method, "--verifier", str(args.verifier), "--seed", str(args.seed),
              "--batch-size", str(args.batch_size), "--bootstrap", str(args.bootstrap)]
     if args.folds:
         parts += ["--folds", ",".join(str(f) for f in sorted(args.folds))]
@@ -65,6 +65,9 @@ def add_parser(subparsers: Any) -> None:
                    help="a seeded subset of N pairs, genuine and impostor in turn (N >= 2)")
     p.add_argument("--generators", type=_csv_list, default=DEFAULT_GENERATORS,
                    help=f"attention generators (default {','.join(DEFAULT_GENERATORS)})")
+    p.add_argument("--method", default="paper",
+                   help="explainer whose maps are checked: paper, relevance, or another that "
+                        "takes a generator option (default: %(default)s)")
     p.add_argument("--verifier", default="default",
                    help="registered verifier name or model folder (default: bundled model)")
     p.add_argument("--seed", type=int, default=0,
@@ -91,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_sanity(
         args.pairs, args.root, args.out, format=args.format, folds=args.folds,
         limit=args.limit, generators=args.generators, verifier=args.verifier, seed=args.seed,
+        method=args.method,
         batch_size=args.batch_size, n_boot=args.bootstrap, align_cache=args.align_cache,
         progress=not args.no_progress, command=command_line(args), engine=engine)
     for g, r in result["generators"].items():

@@ -27,10 +27,11 @@ The method, as run by :func:`run_sanity`:
    (:func:`tensor_seed`), so a tensor random at step ``k`` is the same at every later step:
    the cascade is cumulative. Buffers (BatchNorm running statistics of a convolutional stem)
    are kept: they are statistics of activations, not learned weights.
-4. **Explanations** (:func:`explain_step`): the paper explainer with its defaults and the
-   given attention generator, batched, for all pairs at every step: the raw attention maps
-   ``(2, H, W)`` and the final heatmaps ``(2, H, W)``, or none when no mask strategy was
-   eligible (counted).
+4. **Explanations** (:func:`explain_step`): the explainer (``method``: the paper's by
+   default, or any explainer that takes a ``generator`` option and returns attention maps,
+   such as ``relevance``) with its defaults and the given attention generator, batched, for
+   all pairs at every step: the raw attention maps ``(2, H, W)`` and the final heatmaps
+   ``(2, H, W)``, or none when no mask strategy was eligible (counted).
 5. **Similarity** (:func:`similarity_to_reference`): per face, the Spearman rank correlation
    over pixels and SSIM (``data_range=1``) to the trained model's map of the same face,
    averaged over the pair's two faces; mean over pairs with a bootstrap 95 % CI. The final
@@ -114,6 +115,8 @@ class SanitySettings:
     generators: tuple[str, ...] = DEFAULT_GENERATORS
     verifier: Any = "default"
     seed: int = 0
+    #: The explainer whose raw maps and final heatmaps are checked.
+    method: str = "paper"
     #: Pairs per ``explain_pairs`` call.
     batch_size: int = 32
     n_boot: int = 2000
@@ -154,6 +157,7 @@ class SanitySettings:
             raise ValueError(f"generator(s) listed twice: {twice}")
         for g in self.generators:
             registry.create("attention", g)  # an unknown name fails here, listing the known
+        registry.create("explainer", self.method, generator=self.generators[0])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -163,7 +167,7 @@ class SanitySettings:
             "verifier": str(self.verifier) if isinstance(self.verifier, (str, Path)) else
             getattr(self.verifier, "name", type(self.verifier).__name__),
             "seed": self.seed, "batch_size": self.batch_size, "bootstrap": self.n_boot,
-            "explainer": "paper (its defaults; generator per run)",
+            "explainer": f"{self.method} (its defaults; generator per run)",
         }
 
 
@@ -333,7 +337,7 @@ def randomised_verifier(verifier: Any, step: CascadeStep, seed: int = 0) -> Any:
 # -- 4. explanations --------------------------------------------------------------------------
 @dataclass
 class StepMaps:
-    """The paper explainer's output for every pair at one step, for one generator."""
+    """The explainer's output for every pair at one step, for one generator."""
 
     #: ``(N, 2, H, W)`` attention maps (probe, gallery).
     raw: np.ndarray
@@ -351,12 +355,12 @@ class StepMaps:
 
 
 def explain_step(verifier: Any, probes: Any, galleries: Any, generator: str,
-                 batch_size: int = 32) -> StepMaps:
-    """Explain every pair with the paper explainer (its defaults, ``generator``): one
+                 batch_size: int = 32, method: str = "paper") -> StepMaps:
+    """Explain every pair with the explainer ``method`` (its defaults, ``generator``): one
     ``explain_pairs`` call per batch of ``batch_size`` pairs."""
     from xfr import registry
 
-    explainer = registry.create("explainer", "paper")
+    explainer = registry.create("explainer", method)
     out = []
     for s in range(0, probes.shape[0], batch_size):
         out += explainer.explain_pairs(verifier, probes[s:s + batch_size],
@@ -379,6 +383,7 @@ class StepJob:
 
     verifier: Any
     seed: int
+    method: str = "paper"
 
     def setup(self) -> dict[str, Any]:
         from xfr.api import load_verifier
@@ -396,7 +401,8 @@ class StepJob:
                 state["model"], state["steps"][index], self.seed)
             state["step"] = index
         t0 = time.perf_counter()
-        maps = explain_step(state["v"], probes, galleries, generator, probes.shape[0])
+        maps = explain_step(state["v"], probes, galleries, generator, probes.shape[0],
+                            self.method)
         return maps, time.perf_counter() - t0
 
 
@@ -410,7 +416,7 @@ def explain_steps(engine: Any, s: SanitySettings, steps: Sequence[CascadeStep], 
               galleries[b:b + s.batch_size].clone())
              for step in steps for g in s.generators for b in range(0, n, s.batch_size)]
     parts: dict[int, tuple[StepMaps, float]] = dict(
-        engine.map(StepJob(s.verifier, s.seed), items))
+        engine.map(StepJob(s.verifier, s.seed, s.method), items))
     out: dict[tuple[int, str], tuple[StepMaps, float]] = {}
     k = 0
     for step in steps:
@@ -571,7 +577,8 @@ def run_sanity(pairs: str | Path, root: str | Path, out: str | Path | None = Non
                generators: Sequence[str] = DEFAULT_GENERATORS, verifier: Any = "default",
                seed: int = 0, batch_size: int = 32, n_boot: int = 2000,
                align_cache: str | Path | None = None, progress: bool = True,
-               command: str = "", engine: Any = None) -> dict[str, Any]:
+               command: str = "", engine: Any = None, method: str = "paper"
+               ) -> dict[str, Any]:
     """Run the cascading model-randomisation check (Adebayo et al. 2018, Sec. 3.1) of the
     paper's explanations (Correia et al. Sec. 3.1) on a pair list (as in its Sec. 4), and
     write ``sanity.json``, ``sanity.md``, ``sanity.png`` and ``command.txt`` into ``out``
@@ -589,7 +596,8 @@ def run_sanity(pairs: str | Path, root: str | Path, out: str | Path | None = Non
     s = SanitySettings(
         pairs=Path(pairs), root=Path(root), out=None if out is None else Path(out),
         format=format, folds=set(folds) if folds else None, limit=limit,
-        generators=tuple(generators), verifier=verifier, seed=seed, batch_size=batch_size,
+        generators=tuple(generators), verifier=verifier, seed=seed, method=method,
+        batch_size=batch_size,
         n_boot=n_boot, progress=progress, command=command,
         align_cache=None if align_cache is None else Path(align_cache))
     s.validate()
@@ -624,7 +632,7 @@ def run_sanity(pairs: str | Path, root: str | Path, out: str | Path | None = Non
                     maps, worker_seconds = done.pop((step.index, g))
                     t0 -= worker_seconds
                 else:
-                    maps = explain_step(v, probes, galleries, g, s.batch_size)
+                    maps = explain_step(v, probes, galleries, g, s.batch_size, s.method)
                 if step.index == 0:
                     references[g] = maps
                 sims = similarity_to_reference(references[g], maps)
@@ -649,7 +657,8 @@ def run_sanity(pairs: str | Path, root: str | Path, out: str | Path | None = Non
     result: dict[str, Any] = {
         "command": s.command,
         "method": "cascading model randomisation (Adebayo et al., NeurIPS 2018, Sec. 3.1) of "
-                  "the paper explainer (Correia et al., Sec. 3.1)",
+                  + ("the paper explainer (Correia et al., Sec. 3.1)" if s.method == "paper"
+                     else f"the {s.method} explainer"),
         "model": {"verifier": s.to_dict()["verifier"],
                   "kind": getattr(model, "name", type(model).__name__),
                   "threshold": float(model.threshold), "fingerprint": fingerprint,
@@ -712,6 +721,14 @@ def _sentence(g: str, r: dict[str, Any], kind: str) -> str:
             f"{rec['random']}): {_fmt(rec[kind]['spearman'])}.")
 
 
+def explainer_words(result: dict[str, Any]) -> str:
+    """Which explainer a result checked, in words (older results: the paper's)."""
+    name = str(result.get("settings", {}).get("explainer", "paper")).split(" ", 1)[0]
+    if name == "paper":
+        return "the paper's explainer (Correia et al., Sec. 3.1)"
+    return f"the `{name}` explainer"
+
+
 def markdown(result: dict[str, Any]) -> str:
     """``sanity.md``: per generator the similarity table, the chance level, the centre-blob
     similarity and the plain-words verdict."""
@@ -724,7 +741,7 @@ def markdown(result: dict[str, Any]) -> str:
         "# Model-randomisation sanity check",
         "",
         "Cascading randomisation (Adebayo et al., *Sanity Checks for Saliency Maps*, NeurIPS "
-        "2018, Sec. 3.1) of the paper's explainer (Correia et al., Sec. 3.1): step 0 is the "
+        f"2018, Sec. 3.1) of {explainer_words(result)}: step 0 is the "
         "trained model; each later step re-draws the parameters of one more transformer "
         "block, from the top down, and the last step also the embedding stem. Each "
         "parameter tensor is re-drawn from a Gaussian with its own mean and standard "

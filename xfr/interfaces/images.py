@@ -13,11 +13,12 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
 import torch
 
 from xfr.errors import InputError, InputTypeError
 
-__all__ = ["check_face_pairs", "check_faces"]
+__all__ = ["check_face_pairs", "check_faces", "faces_uint8"]
 
 #: Values may stray this far outside 0..255 (float rounding of a blur or a resize).
 RANGE_TOLERANCE = 1e-3
@@ -92,3 +93,10 @@ def check_face_pairs(probes: object, galleries: object,
         raise InputError(f"probes {tuple(p.shape)} and galleries {tuple(g.shape)} must have "
                          "the same shape (one gallery per probe)")
     return p, g
+
+
+def faces_uint8(images: torch.Tensor) -> np.ndarray:
+    """Checked faces ``(N, 3, S, S)`` (0..255) as ``(N, S, S, 3)`` uint8, for figures and the
+    saved explanation (rounded, clamped to 0..255)."""
+    x = images.detach().to("cpu", torch.float32)
+    return x.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()

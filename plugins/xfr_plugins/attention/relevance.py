@@ -39,7 +39,7 @@ from xfr_plugins.attention.tracing import Trace, block_forward
 
 __all__ = [
     "PAPER_ALPHA", "START", "RelevanceGenerator", "RelevanceResult", "block_relevance",
-    "propagate",
+    "propagate", "propagate_features",
 ]
 
 
@@ -120,13 +120,38 @@ def propagate(
         else:
             r0 = target.score.detach().clone()
         r_feat = readout_relevance(target.inputs, target.direction, r0, alpha)
+        r, totals = propagate_features(backbone, trace, r_feat, alpha=alpha,
+                                       on_attention=on_attention)
+    return RelevanceResult(start=r0, features=r_feat, tokens=r, block_totals=totals)
+
+
+def propagate_features(
+    backbone: nn.Module,
+    trace: Trace,
+    features_relevance: torch.Tensor,
+    *,
+    alpha: float = 1.0,
+    on_attention: Callable[[int, torch.Tensor], None] | None = None,
+) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    """Relevance of block 0's input tokens ``(K, T, C)`` from that of the CLS features
+    ``(K, D)``: the second half of :func:`propagate`, for callers that start from their own
+    feature relevance (BiLRP: one relevance vector per embedding dimension).
+
+    ``trace`` holds ``K`` images, or one image whose activations serve all ``K`` relevance
+    vectors (every rule broadcasts over the batch: the forward is recomputed once, not ``K``
+    times). Also returns the per-block totals, in forward order. Runs without autograd.
+    """
+    with torch.no_grad():
         out = trace.output.detach()
-        r = torch.zeros_like(out)
+        k = features_relevance.shape[0]
+        if out.shape[0] not in (1, k):
+            raise ValueError(f"{k} relevance vectors for a trace of {out.shape[0]} images")
+        r = out.new_zeros((k, *out.shape[1:]))
         # The final norm (and the L2 normalisation) pass relevance through; selecting the CLS
         # token is a division by it and back (the reference code's ``IndexSelect`` rule:
         # x * R / (x + 1e-9), zero where x == 0).
         cls = backbone.norm(out)[:, 0]
-        r[:, 0] = cls * safe_divide(r_feat, cls)
+        r[:, 0] = cls * safe_divide(features_relevance.to(cls), cls)
         totals: list[dict[str, torch.Tensor]] = []
         blocks = list(backbone.blocks)
         for i in range(len(blocks) - 1, -1, -1):
@@ -141,7 +166,7 @@ def propagate(
             )
             totals.append(block_totals)
         totals.reverse()
-    return RelevanceResult(start=r0, features=r_feat, tokens=r, block_totals=totals)
+    return r, totals
 
 
 class RelevanceGenerator(AttentionMapGenerator):

@@ -37,6 +37,7 @@ __all__ = [
     "num_prefix_tokens",
     "patch_embed_in_eval",
     "run_vit",
+    "vit_features",
 ]
 
 
@@ -275,6 +276,31 @@ def run_vit(
         num_prefix=prefix.shape[1],
         grid=(grid[0], grid[1]),
     )
+
+
+def vit_features(verifier: object, images: torch.Tensor) -> torch.Tensor:
+    """The CLS features ``(N, C)`` of 0..255 ``images``, differentiable with respect to them.
+
+    The forward of :func:`run_vit` (the same layers, inference semantics), with autograd from
+    the pixels on: what gradient explainers (xSSAB) need when the verifier's own ``embed``
+    runs without autograd. Call inside :func:`patch_embed_in_eval`, with grad enabled.
+    """
+    backbone = check_vit_verifier(verifier)
+    pixels = verifier.preprocess(images)  # type: ignore[attr-defined]
+    patches, prefix, pos = embed_tokens(backbone, pixels)
+    x = torch.cat([prefix, patches], dim=1)
+    if pos is not None:
+        x = x + pos
+    norm_pre = getattr(backbone, "norm_pre", None)
+    if norm_pre is not None:
+        x = norm_pre(x)
+    for block in backbone.blocks:
+        x, _, _ = block_forward(block, x)
+    features = backbone.norm(x)[:, 0]
+    fc_norm = getattr(backbone, "fc_norm", None)
+    if fc_norm is not None:
+        features = fc_norm(features)
+    return features
 
 
 def move_to_model(verifier: object, images: torch.Tensor) -> torch.Tensor:

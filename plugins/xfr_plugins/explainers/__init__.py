@@ -1,13 +1,16 @@
 """Built-in explainers (registered through the xfr entry point 'explainers'): the paper's
-(Sec. 3) and the perturbation baselines it is compared with (Sec. 4: MinPlus, AVG, RISE, LIME).
+(Sec. 3), the perturbation baselines it is compared with (Sec. 4: MinPlus, AVG, RISE, LIME) and
+the field's similarity explainers (xSSAB, CorrRISE, BiLRP; docs/method.md, "Similarity
+explainers").
 
 Each factory imports its module on first use, so listing the plugins or explaining with the
 paper's method does not import the baselines (SciPy, scikit-image): a shorter cold start. Each
 declares its options (:mod:`xfr_plugins.explainers.options`; ``xfr plugins --options NAME``).
 
-The ``paper`` factory asks for the registry that builds it (its ``registry`` parameter,
-docs/hooks.md): the explainer's attention generator, mask strategies and selector are built by
-that registry, so an application's own :class:`xfr.registry.Registry` supplies them.
+The ``paper`` and ``relevance`` factories ask for the registry that builds them (their
+``registry`` parameter, docs/hooks.md): the paper explainer's attention generator, mask
+strategies and selector, and the relevance explainer's attention generator, are built by that
+registry, so an application's own :class:`xfr.registry.Registry` supplies them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ if TYPE_CHECKING:
 EXPLAINERS: dict[str, tuple[str, str, str, str]] = {
     "paper": ("paper", "PaperExplainer", "PaperOptions",
               "attention maps, Otsu masks, OIM/UM/N-IUM, SM+/SM- selection (paper Sec. 3)"),
+    "relevance": ("relevance", "RelevanceExplainer", "RelevanceExplainerOptions",
+                  "the pair's relevance maps at token scale, similarity/dissimilarity target "
+                  "(xfr's measured-faithful default; docs/faithfulness.md)"),
     "minplus": ("minplus", "MinPlusExplainer", "MinPlusOptions",
                 "MinPlus perturbation baseline (Mery 2022)"),
     "avg": ("avg", "AVGExplainer", "AVGOptions", "AVG perturbation baseline (Mery & Morris 2022)"),
@@ -32,6 +38,12 @@ EXPLAINERS: dict[str, tuple[str, str, str, str]] = {
              "RISE random-mask baseline (Petsiuk et al. 2018)"),
     "lime": ("lime", "LIMEExplainer", "LIMEOptions",
              "LIME superpixel baseline (Ribeiro et al. 2016)"),
+    "xssab": ("xssab", "XSSABExplainer", "XSSABOptions",
+              "similarity score argument backpropagation (Huber et al., WACV 2024)"),
+    "corrrise": ("corrrise", "CorrRISEExplainer", "CorrRISEOptions",
+                 "random masks correlated with the similarity (Lu et al., WACV 2024)"),
+    "bilrp": ("bilrp", "BiLRPExplainer", "BiLRPOptions",
+              "second-order LRP: probe-gallery token interactions (Eberle et al., TPAMI 2022)"),
 }
 
 
@@ -68,8 +80,19 @@ def _paper(*, registry: Registry, **options: Any) -> Any:
     return PaperExplainer.from_options(registry, **options)
 
 
+def _relevance(*, registry: Registry, **options: Any) -> Any:
+    from xfr_plugins.explainers.relevance import RelevanceExplainer
+
+    return RelevanceExplainer(registry=registry, **options)
+
+
+#: The factories that ask for the registry that builds them (they build parts there).
+_WITH_PARTS: dict[str, Callable[..., Any]] = {"paper": _paper, "relevance": _relevance}
+
+
 @hookimpl
 def xfr_explainers() -> dict[str, Callable[..., Any]]:
-    """``paper``, ``minplus``, ``avg``, ``rise``, ``lime``; each built on first use."""
-    return {name: _describe(_paper, name) if name == "paper" else _factory(name)
+    """``paper``, ``relevance``, ``minplus``, ``avg``, ``rise``, ``lime``, ``xssab``,
+    ``corrrise``, ``bilrp``; each built on first use."""
+    return {name: _describe(_WITH_PARTS[name], name) if name in _WITH_PARTS else _factory(name)
             for name in EXPLAINERS}

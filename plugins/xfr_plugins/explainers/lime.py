@@ -47,6 +47,7 @@ from xfr_plugins.explainers.options import LIMEOptions
 from xfr_plugins.explainers.perturbation import (
     CountingEmbedder,
     PairContext,
+    PairResult,
     PerturbationExplainer,
     Source,
     make_progress,
@@ -98,7 +99,7 @@ class LIMEExplainer(PerturbationExplainer):
         embedder: CountingEmbedder,
         pairs: list[PairContext],
         opts: dict[str, Any],
-    ) -> list[tuple[np.ndarray | None, dict[str, Any]]]:
+    ) -> list[PairResult]:
         n = int(opts["n_samples"])
         jobs = []
         for p in pairs:
@@ -128,7 +129,7 @@ class LIMEExplainer(PerturbationExplainer):
         finally:
             bar.close()
 
-        results: list[tuple[np.ndarray | None, dict[str, Any]]] = []
+        results: list[PairResult] = []
         for i, p in enumerate(pairs):
             sign = 1.0 if p.decision == "positive" else -1.0
             maps, info = [], {}
@@ -167,5 +168,5 @@ class LIMEExplainer(PerturbationExplainer):
                     "most negative coefficients (their presence lowers the similarity)"
                 ),
             }
-            results.append((np.stack(maps), notes))
+            results.append(PairResult(np.stack(maps), notes))
         return results

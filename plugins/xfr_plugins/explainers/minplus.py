@@ -59,6 +59,7 @@ from xfr_plugins.explainers.options import MinPlusOptions
 from xfr_plugins.explainers.perturbation import (
     CountingEmbedder,
     PairContext,
+    PairResult,
     PerturbationExplainer,
     Source,
     gaussian_kernel,
@@ -146,7 +147,7 @@ class MinPlusExplainer(PerturbationExplainer):
         embedder: CountingEmbedder,
         pairs: list[PairContext],
         opts: dict[str, Any],
-    ) -> list[tuple[np.ndarray | None, dict[str, Any]]]:
+    ) -> list[PairResult]:
         size = int(pairs[0].probe.shape[-1])
         positions = grid_positions(size, opts["step"])
         if not positions:
@@ -237,7 +238,7 @@ class MinPlusExplainer(PerturbationExplainer):
         finally:
             bar.close()
 
-        results: list[tuple[np.ndarray | None, dict[str, Any]]] = []
+        results: list[PairResult] = []
         for p in pairs:
             mine = [q for q in procs if q.pair is p]
             maps, empty = [], []
@@ -287,7 +288,7 @@ class MinPlusExplainer(PerturbationExplainer):
                     "accept), Plus adds the regions that lower it; the map shows dissimilar "
                     "regions"
                 )
-            results.append((np.stack(maps).astype(np.float32), notes))
+            results.append(PairResult(np.stack(maps).astype(np.float32), notes))
         return results
 
     def _components_text(self) -> str:

@@ -6,15 +6,20 @@
 - :class:`PerturbationOptions` and its subclasses: the perturbation baselines of Sec. 4
   (MinPlus, AVG, RISE, LIME), with the parameters their authors used (docs/method.md,
   "Perturbation baselines").
+- :class:`RelevanceExplainerOptions`: the pair's relevance maps (xfr's measured default,
+  docs/faithfulness.md), some options per decision.
+- :class:`XSSABOptions`, :class:`CorrRISEOptions`, :class:`BiLRPOptions`: the field's
+  similarity explainers (docs/method.md, "Similarity explainers").
 
 This module imports neither the explainers nor NumPy, so describing the options is cheap.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from xfr.interfaces.attention import AttentionTarget
 from xfr.interfaces.vocabulary import (
@@ -26,20 +31,33 @@ from xfr.interfaces.vocabulary import (
     paper_strategies,
 )
 from xfr.options import Options, option
+from xfr_plugins.attention.options import PAPER_ALPHA, Precision
 
 __all__ = [
+    "CORRELATIONS",
+    "DECISION_TARGET",
     "DEFAULT_STRATEGIES",
     "FILLS",
     "GAUSSIAN_CENTRES",
+    "MASK_KINDS",
+    "PAIRINGS",
     "AVGOptions",
+    "BiLRPOptions",
+    "CorrRISEOptions",
+    "Correlation",
     "Fill",
     "GaussianCentre",
     "LIMEOptions",
+    "MaskKind",
     "MinPlusOptions",
+    "Pairing",
     "PaperOptions",
     "PerturbationOptions",
     "RISEOptions",
+    "RelevanceExplainerOptions",
+    "RelevanceTarget",
     "StrategyNames",
+    "XSSABOptions",
 ]
 
 #: What removed pixels become: zeros (the authors' code), the image's mean colour, or a strong
@@ -197,3 +215,126 @@ class LIMEOptions(PerturbationOptions):
     kernel_size: float = option(3, help="quickshift kernel_size", low=0, low_open=True)
     max_dist: float = option(200, help="quickshift max_dist", low=0, low_open=True)
     ratio: float = option(0.2, help="quickshift ratio", low=0, high=1)
+
+
+# --------------------------------------------------------------------------- relevance
+
+
+#: How the relevance explainer turns the two faces' maps into the pair's heatmaps: each face
+#: keeps its own map, or both get the mean of the two (min-max normalised) maps.
+Pairing = Literal["own", "mean"]
+PAIRINGS: tuple[str, ...] = get_args(Pairing)
+#: The relevance explainer's own target: the similarity for a positive decision, the
+#: dissimilarity for a negative one.
+DECISION_TARGET: Literal["decision"] = "decision"
+#: What the relevance explainer's maps explain: its own target or a generator's.
+RelevanceTarget = Literal["decision", AttentionTarget]
+
+
+@dataclass(frozen=True)
+class RelevanceExplainerOptions(Options):
+    """The relevance explainer (xfr's default; docs/faithfulness.md): the configuration chosen
+    by measurement. ``pairing`` and ``sigma`` are one value for both decisions or one per
+    decision (``{"positive": ..., "negative": ...}``, both given); checked, they are always
+    per decision."""
+
+    owner: ClassVar[str] = "relevance"
+
+    generator: str = option("vit-lrp", help="attention generator (kind 'attention'; built in "
+                            "the registry that builds the explainer)")
+    target: RelevanceTarget = option(
+        DECISION_TARGET, help="decision: the similarity for a positive decision, the "
+        "dissimilarity -cos for a negative one; or a generator target")
+    pairing: Pairing | Mapping[Decision, Pairing] = option(
+        factory=lambda: {"positive": "own", "negative": "mean"},
+        help="own: each face its own map; mean: the mean of both maps on both faces (one "
+        "value, or one per decision)")
+    sigma: float | Mapping[Decision, float] = option(
+        factory=lambda: {"positive": 4.0, "negative": 4.0},
+        help="sigma of the Gaussian smoothing in pixels, 0: none (one value, or one per "
+        "decision)", low=0)
+    batch_size: int = option(32, help="pairs per model call (memory; never the result)", low=1)
+
+    def check(self) -> None:
+        object.__setattr__(self, "pairing", self._per_decision("pairing", self.pairing))
+        sigma = self._per_decision("sigma", self.sigma)
+        object.__setattr__(self, "sigma", {d: float(v) for d, v in sigma.items()})
+
+    def _per_decision(self, name: str, value: Any) -> dict[Decision, Any]:
+        """``value`` per decision: one value for both, or a dict that gives both (the defaults
+        are per decision too, so a missing decision is an error)."""
+        if not isinstance(value, Mapping):
+            return {d: value for d in DECISIONS}
+        missing = [d for d in DECISIONS if d not in value]
+        if missing:
+            raise self.invalid(name, "one value, or a dict {'positive': ..., 'negative': ...} "
+                               f"(give a value for {missing[0]!r} too)", value)
+        return {d: value[d] for d in DECISIONS}
+
+
+# --------------------------------------------------------------------------- similarity
+
+
+@dataclass(frozen=True)
+class XSSABOptions(Options):
+    """xSSAB (Huber et al., WACV 2024): no randomness, so no seed."""
+
+    owner: ClassVar[str] = "xssab"
+
+    batch_size: int = option(32, help="pairs per differentiated forward (memory; never the "
+                             "result)", low=1)
+    bound: Literal["threshold"] | float = option(
+        "threshold", help="threshold: the authors' bound t / D (t: the verifier's threshold as "
+        "a cosine); a number: the smallest argument e_m(x) e_m(x') that counts as positive")
+
+    def check(self) -> None:
+        if not isinstance(self.bound, str) and not math.isfinite(float(self.bound)):
+            raise self.invalid("bound", "'threshold' or a finite number", self.bound)
+
+
+#: CorrRISE's masks: black squares (the authors' script) or RISE's smooth grid masks.
+MaskKind = Literal["patches", "rise"]
+MASK_KINDS: tuple[str, ...] = get_args(MaskKind)
+#: What CorrRISE correlates with the masks: the scores (Pearson) or their ranks (Spearman).
+Correlation = Literal["pearson", "spearman"]
+CORRELATIONS: tuple[str, ...] = get_args(Correlation)
+
+
+@dataclass(frozen=True)
+class CorrRISEOptions(Options):
+    """CorrRISE (Lu et al., WACV 2024), with the settings of the authors' script."""
+
+    owner: ClassVar[str] = "corrrise"
+
+    batch_size: int = option(128, help="images per verifier call (memory; never the result)",
+                             low=1)
+    seed: int = option(0, help="seed of the masks' numpy Generator (the same masks for both "
+                       "faces)", low=0)
+    progress: bool = option(False, help="show a progress bar")
+    n_masks: int = option(500, help="random masks per explained face", low=2)
+    masks: MaskKind = option("patches", help="patches: black squares; rise: RISE's smooth grid "
+                             "masks")
+    patches: int = option(3, help="black squares per mask (masks='patches')", low=1)
+    patch_size: int = option(30, help="their side in pixels (masks='patches')", low=1)
+    grid: int = option(5, help="cells per side of the grid (masks='rise')", low=1)
+    p_keep: float = option(0.1, help="probability that a grid cell is kept (masks='rise')",
+                           low=0, high=1, low_open=True)
+    correlation: Correlation = option("pearson", help="pearson: of the scores; spearman: of "
+                                      "their ranks")
+
+
+@dataclass(frozen=True)
+class BiLRPOptions(Options):
+    """BiLRP (Eberle et al., TPAMI 2022) on xfr's own LRP rules."""
+
+    owner: ClassVar[str] = "bilrp"
+
+    batch_size: int = option(128, help="relevance vectors (embedding coordinates) per "
+                             "propagation (memory; never the result)", low=1)
+    seed: int = option(0, help="seed of the random projection (dims=K)", low=0)
+    dims: int | None = option(None, help="None: every embedding coordinate (exact); K: a "
+                              "random projection to K coordinates", low=1)
+    alpha: float = option(PAPER_ALPHA, help="alpha of the alpha-beta rule of the blocks (xfr's "
+                          "LRP default; 1 is Chefer et al.'s)", low=0, low_open=True)
+    precision: Precision = option(
+        "float64", help="float64: a float64 copy of the verifier; model: the model's dtype")

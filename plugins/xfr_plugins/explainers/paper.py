@@ -39,7 +39,7 @@ import torch
 
 from xfr.errors import OptionError, OptionTypeError, PluginOutputError
 from xfr.explanation import Candidate, Explanation
-from xfr.interfaces.images import check_face_pairs
+from xfr.interfaces.images import check_face_pairs, faces_uint8
 from xfr.interfaces.selector import Selection
 from xfr.interfaces.vocabulary import (
     BEST_STRATEGY,
@@ -84,10 +84,6 @@ __all__ = [
 #: The options that name parts: changing one of them per call rebuilds the parts in the
 #: registry that built the explainer.
 PART_OPTIONS = frozenset({"generator", "generator_options", "strategies", "selector"})
-
-
-def _faces_uint8(images: torch.Tensor) -> np.ndarray:
-    return images.detach().cpu().clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def embed_in_chunks(verifier: Any, images: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -566,7 +562,7 @@ class PaperExplainer:
                      heatmaps: np.ndarray | None) -> Explanation:
         n = decided.n
         map_p, map_g, mask_p, mask_g = attended.pair(i, n)
-        faces = _faces_uint8(decided.faces[[i, n + i]])
+        faces = faces_uint8(decided.faces[[i, n + i]])
         return Explanation(
             decision=decided.decisions[i], distance=float(decided.distances[i]),
             threshold=decided.threshold, method=self.name, heatmaps=heatmaps,

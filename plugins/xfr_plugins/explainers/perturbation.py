@@ -31,7 +31,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from types import MappingProxyType
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -39,14 +40,17 @@ from scipy import ndimage
 
 from xfr.explanation import Explanation
 from xfr.interfaces.images import check_face_pairs
+from xfr.interfaces.images import faces_uint8 as faces_to_uint8
 from xfr.interfaces.verifier import Verifier
 from xfr.interfaces.vocabulary import POSITIVE, Decision, decide
+from xfr.options import Options as Declaration
 from xfr_plugins.explainers.options import PerturbationOptions
 
 __all__ = [
     "COMMON_DEFAULTS",
     "CountingEmbedder",
     "PairContext",
+    "PairResult",
     "PerturbationExplainer",
     "Source",
     "check_verifier",
@@ -228,8 +232,7 @@ def make_progress(enabled: bool, total: int, desc: str) -> Any:
 
 def faces_uint8(probe: torch.Tensor, gallery: torch.Tensor) -> np.ndarray:
     """``(2, S, S, 3)`` uint8 faces for figures."""
-    x = torch.stack([probe, gallery]).detach().to("cpu", torch.float32)
-    return x.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return faces_to_uint8(torch.stack([probe, gallery]))
 
 
 # --------------------------------------------------------------------------- the base class
@@ -259,16 +262,28 @@ class PairContext:
         return self.emb_gallery if side == 0 else self.emb_probe
 
 
-class PerturbationExplainer:
-    """Base of the four baselines: options, validation, first embeddings, Explanation.
+class PairResult(NamedTuple):
+    """What :meth:`PerturbationExplainer._explain` gives for one pair: the heatmaps ``(2, H,
+    W)`` (probe, gallery) or ``None``, the method's notes, and its method-specific arrays
+    (:attr:`Explanation.extras <xfr.explanation.Explanation.extras>`; none by default)."""
 
-    Subclasses set :attr:`name` and :attr:`Options` (their options, declared once) and
-    implement :meth:`_explain`, which returns, per pair, ``(heatmaps, notes)``.
+    heatmaps: np.ndarray | None
+    notes: dict[str, Any]
+    extras: Mapping[str, np.ndarray] = MappingProxyType({})
+
+
+class PerturbationExplainer:
+    """Base of the perturbation baselines: options, validation, first embeddings, Explanation.
+
+    Subclasses set :attr:`name` and :attr:`Options` (their options, declared once in
+    :mod:`xfr_plugins.explainers.options`) and implement :meth:`_explain`, which returns one
+    :class:`PairResult` per pair. The similarity explainers (xSSAB, CorrRISE, BiLRP) share this
+    pair handling (:class:`xfr_plugins.explainers.similarity.SimilarityExplainer`).
     """
 
     name: str = ""
     #: The options declaration (``xfr plugins --options NAME``).
-    Options: ClassVar[type[PerturbationOptions]] = PerturbationOptions
+    Options: ClassVar[type[Declaration]] = PerturbationOptions
 
     def __init__(self, **options: Any) -> None:
         #: The checked options (frozen).
@@ -301,7 +316,7 @@ class PerturbationExplainer:
         not per position in the batch).
         """
         opts = self.options_for(**options)
-        check_verifier(verifier)
+        self.check_verifier(verifier)
         probes, galleries = check_face_pairs(
             probes, galleries, getattr(verifier, "input_size", None)
         )
@@ -328,21 +343,24 @@ class PerturbationExplainer:
             )
             for i in range(n)
         ]
-        todo = [p for p in pairs if p.decision == POSITIVE or opts["explain_negative"]]
+        todo = [p for p in pairs
+                if p.decision == POSITIVE or opts.get("explain_negative", True)]
         results = self._explain(verifier, embedder, todo, opts) if todo else []
         by_index = {p.index: r for p, r in zip(todo, results, strict=True)}
 
         out: list[Explanation] = []
         for p in pairs:
-            notes: dict[str, Any] = {
-                "options": _jsonable(opts),
-                "seed": int(opts["seed"]),
-                "score": p.score,
-                "score_kind": "dot product of the embeddings (cosine: they are L2-normalised)",
-            }
+            notes: dict[str, Any] = {"options": _jsonable(opts)}
+            if "seed" in opts:
+                notes["seed"] = int(opts["seed"])
+            notes["score"] = p.score
+            notes["score_kind"] = (
+                "dot product of the embeddings (cosine: they are L2-normalised)")
             heatmaps: np.ndarray | None
+            extras: dict[str, np.ndarray] = {}
             if p.index in by_index:
-                heatmaps, extra = by_index[p.index]
+                heatmaps, extra, more = by_index[p.index]
+                extras = dict(more)
                 notes.update(extra)
                 # each pair pays for its own two unperturbed images
                 notes["verifier_calls"] = int(extra.get("verifier_calls", 0)) + 2
@@ -363,6 +381,7 @@ class PerturbationExplainer:
                     heatmaps=heatmaps,
                     faces=faces_uint8(p.probe, p.gallery),
                     notes=notes,
+                    extras=extras,
                 )
             )
         return out
@@ -373,7 +392,8 @@ class PerturbationExplainer:
         embedder: CountingEmbedder,
         pairs: list[PairContext],
         opts: dict[str, Any],
-    ) -> list[tuple[np.ndarray | None, dict[str, Any]]]:  # pragma: no cover - overridden
+    ) -> Sequence[PairResult]:  # pragma: no cover - overridden
+        """One :class:`PairResult` per pair of ``pairs``, in their order."""
         raise NotImplementedError
 
 

@@ -47,6 +47,7 @@ from xfr_plugins.explainers.options import RISEOptions
 from xfr_plugins.explainers.perturbation import (
     CountingEmbedder,
     PairContext,
+    PairResult,
     PerturbationExplainer,
     Source,
     make_progress,
@@ -97,7 +98,7 @@ class RISEExplainer(PerturbationExplainer):
         embedder: CountingEmbedder,
         pairs: list[PairContext],
         opts: dict[str, Any],
-    ) -> list[tuple[np.ndarray | None, dict[str, Any]]]:
+    ) -> list[PairResult]:
         size = int(pairs[0].probe.shape[-1])
         if opts["grid"] > size:
             raise ValueError(f"{self.name}: grid {opts['grid']} exceeds the image size {size}")
@@ -134,7 +135,7 @@ class RISEExplainer(PerturbationExplainer):
         finally:
             bar.close()
 
-        results: list[tuple[np.ndarray | None, dict[str, Any]]] = []
+        results: list[PairResult] = []
         for i, p in enumerate(pairs):
             which = opts["map"]
             if which == "auto":
@@ -164,5 +165,5 @@ class RISEExplainer(PerturbationExplainer):
             }
             if p.decision == "negative":
                 notes["extension"] = "negative decisions are an xfr extension of RISE"
-            results.append((np.stack(maps).astype(np.float32), notes))
+            results.append(PairResult(np.stack(maps).astype(np.float32), notes))
         return results
