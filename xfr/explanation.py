@@ -42,8 +42,10 @@ def _array_to_json(a: np.ndarray | None) -> dict[str, Any] | None:
 
 
 def _array_from_json(d: dict[str, Any] | None) -> np.ndarray | None:
-    if d is None:
-        return None
+    return None if d is None else _array(d)
+
+
+def _array(d: dict[str, Any]) -> np.ndarray:
     array: np.ndarray = np.asarray(d["data"], dtype=np.dtype(d["dtype"])).reshape(d["shape"])
     return array
 
@@ -156,7 +158,7 @@ class Explanation:
             selection_reason=d.get("selection_reason"),
             faces=_array_from_json(d.get("faces")),
             notes=dict(d.get("notes", {})),
-            extras={k: _array_from_json(v) for k, v in d.get("extras", {}).items()},
+            extras={k: _array(v) for k, v in d.get("extras", {}).items()},
         )
 
     def to_json(self) -> str:

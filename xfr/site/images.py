@@ -20,7 +20,8 @@ def _jet(values: np.ndarray) -> np.ndarray:
     from matplotlib import colormaps
 
     rgb = colormaps[COLORMAP](np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0))[..., :3]
-    return np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
+    return out
 
 
 def save_png(array: np.ndarray, path: Path) -> str:

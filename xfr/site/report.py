@@ -32,7 +32,7 @@ from urllib.parse import quote
 import numpy as np
 
 from xfr.errors import OutputError
-from xfr.interfaces.vocabulary import is_positive
+from xfr.interfaces.vocabulary import NEGATIVE, POSITIVE, is_positive
 
 #: The file that marks a folder as written by this module (so that it may be replaced).
 MARKER = ".xfr-report"
@@ -74,14 +74,20 @@ class PairRow:
 
     @property
     def verdict(self) -> str:
-        if self.decision == "positive":
+        if self.decision == POSITIVE:
             return "same person"
-        if self.decision == "negative":
+        if self.decision == NEGATIVE:
             return "different person"
         return ""
 
 
 # -- reading a folder ---------------------------------------------------------------------------
+def _mapping(value: Any) -> dict[str, Any]:
+    """``value`` if it is a dict (a saved explanation's notes, or one of their entries), else
+    an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
 def _float(text: str | None) -> float | None:
     try:
         v = float(text) if text not in (None, "") else None
@@ -161,7 +167,7 @@ def _fill_from_doc(row: PairRow, path: Path, doc: dict[str, Any]) -> None:
     row.probe = row.probe or str(inputs.get("probe", ""))
     row.gallery = row.gallery or str(inputs.get("gallery", ""))
     if row.label is not None and row.correct is None and row.decision:
-        row.correct = (row.decision == "positive") == (row.label == "same")
+        row.correct = (row.decision == POSITIVE) == (row.label == "same")
 
 
 # -- evaluation curves of single pairs ----------------------------------------------------------
@@ -253,9 +259,9 @@ def pair_images(e: Any, img: Path, prefix: str) -> dict[str, Any]:
         images.save_png(array, img / name)
         return prefix + quote(name)
 
-    notes = e.notes if isinstance(e.notes, dict) else {}
-    inputs = notes.get("inputs") if isinstance(notes.get("inputs"), dict) else {}
-    faces_found = notes.get("faces") if isinstance(notes.get("faces"), dict) else {}
+    notes = _mapping(e.notes)
+    inputs = _mapping(notes.get("inputs"))
+    faces_found = _mapping(notes.get("faces"))
     sides = []
     for i, side in enumerate(("probe", "gallery")):
         # every key the template reads, None until filled (its environment is strict)
@@ -309,12 +315,12 @@ def pair_context(e: Any, images_: dict[str, Any], stem: str) -> dict[str, Any]:
     names = " vs ".join(s["name"] for s in images_["sides"])
     return {
         "stem": stem, "title": names or stem, "decision": e.decision,
-        "verdict": "same person" if e.decision == "positive" else "different person",
+        "verdict": "same person" if e.decision == POSITIVE else "different person",
         "distance": _fmt(e.distance), "threshold": _fmt(e.threshold), "relation": rel,
         "margin": _fmt(abs(e.distance - e.threshold)), "method": e.method,
         "strategy": e.strategy, "selection_reason": e.selection_reason,
         "has_heatmap": e.heatmaps is not None, "notes": _notes_rows(e),
-        "score_kind": "SM+ (eq. 1)" if e.decision == "positive" else "SM- (eq. 2)",
+        "score_kind": "SM+ (eq. 1)" if e.decision == POSITIVE else "SM- (eq. 2)",
         **images_,
     }
 
@@ -339,7 +345,8 @@ def copy_assets(out: Path) -> None:
     folder = out / "assets"
     folder.mkdir(parents=True, exist_ok=True)
     for name in ASSETS:
-        (folder / name).write_bytes(files("xfr.site").joinpath("static", name).read_bytes())
+        (folder / name).write_bytes(files("xfr.site").joinpath("static").joinpath(name)
+                                    .read_bytes())
 
 
 def write_pair_page(e: Any, out: Path, stem: str, page: str, *, home: dict[str, str],

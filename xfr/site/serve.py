@@ -209,10 +209,11 @@ class Service:
                            detector=self.settings.detector, **options)
 
     def render_form(self, error: str | None = None, values: dict[str, str] | None = None) -> str:
-        return self.environment().get_template("serve.html.j2").render(
+        page: str = self.environment().get_template("serve.html.j2").render(
             title="xfr serve: explain a face pair", assets="/assets", error=error,
             choices=self.choices, photos=self.photos, values=values or {},
             limit=_megabytes(self.settings.max_bytes))
+        return page
 
 
 def create_app(settings: ServeSettings, choices: Choices | None = None) -> Any:
