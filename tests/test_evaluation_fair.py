@@ -304,3 +304,35 @@ def test_steps_or_fractions_and_option_errors_are_one_line(lfw6, tmp_path, capsy
     assert evaluate(lfw6, o, "--option", "random-shared.grid=3") == 2
     assert "random-shared takes no --option" in capsys.readouterr().err
     assert not o.exists()
+
+
+def test_method_limit_runs_a_baseline_on_the_first_pairs_of_the_same_draw(lfw6, tmp_path):
+    """``--method-limit xssab=1`` runs xSSAB on 1 TP + 1 TN of the ``--baseline-limit 2``
+    draw (here every pair); a later run with the full limit reuses those two records and
+    adds only the others: the smaller subset is part of the larger one."""
+    cache = tmp_path / "cache"
+    common = ("--steps", "2", "--methods", "random-shared,xssab", "--baseline-limit", "2")
+    assert evaluate(lfw6, tmp_path / "small", *common, "--method-limit", "xssab=1",
+                    cache=cache) == 0
+    small = json.loads((tmp_path / "small" / "results.json").read_text())
+    assert small["coverage"]["xssab"] == {**small["coverage"]["xssab"], "pairs": 2, "done": 2}
+    assert small["baseline_subset"]["method_limits"] == {"xssab": 1}
+    unit_dir = Path(small["coverage"]["xssab"]["cache"])
+    first = {p.name: p.stat().st_mtime_ns for p in unit_dir.glob("*.json")}
+    assert len(first) == 2
+    assert evaluate(lfw6, tmp_path / "full", *common, cache=cache) == 0
+    full = json.loads((tmp_path / "full" / "results.json").read_text())
+    assert full["coverage"]["xssab"]["pairs"] == 4 and full["coverage"]["xssab"]["done"] == 4
+    after = {p.name: p.stat().st_mtime_ns for p in unit_dir.glob("*.json")}
+    assert len(after) == 4 and all(after[k] == t for k, t in first.items())
+
+
+@pytest.mark.parametrize("item, words", [
+    ("xssab=0", "integer >= 1"), ("xssab=3", "above --baseline-limit 2"),
+    ("paper=1", "not one of the baseline explainers"), ("xssab", "METHOD=N")])
+def test_method_limit_errors_are_one_line_before_any_model_pass(lfw6, tmp_path, capsys, item,
+                                                                  words):
+    code = evaluate(lfw6, tmp_path / "bad", "--methods", "paper,xssab", "--baseline-limit", "2",
+                    "--method-limit", item)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and words in err and len(err.splitlines()) == 1

@@ -90,6 +90,17 @@ def parse_options(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def parse_method_limits(items: list[str]) -> dict[str, int]:
+    """``["rise=20", "lime=40"]`` -> ``{"rise": 20, "lime": 40}``."""
+    out: dict[str, int] = {}
+    for item in items:
+        method, sep, value = item.partition("=")
+        if not sep or not method or not value.strip().isdigit():
+            raise ValueError(f"--method-limit must look like METHOD=N, got {item!r}")
+        out[method.strip()] = int(value)
+    return out
+
+
 def command_line(args: argparse.Namespace) -> str:
     """The command as typed (``sys.argv``) when this process is ``xfr evaluate``; otherwise
     (called from Python) an equivalent command rebuilt from ``args``."""
@@ -106,6 +117,8 @@ def command_line(args: argparse.Namespace) -> str:
                         ("--cache", args.cache), ("--align-cache", args.align_cache)):
         if value is not None:
             parts += [flag, str(value)]
+    for item in getattr(args, "method_limit", []):
+        parts += ["--method-limit", item]
     if tuple(args.curves) != ("deletion", "insertion"):
         parts += ["--curves", ",".join(args.curves)]
     if args.steps is not None:
@@ -145,6 +158,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--baseline-limit", type=int, default=100,
                    help="true positives and true negatives (each) the baseline explainers run "
                         "on, drawn at random with --seed (default 100; 0 = all)")
+    p.add_argument("--method-limit", action="append", default=[], metavar="METHOD=N",
+                   help="a smaller limit for one baseline explainer: the first N true "
+                        "positives and true negatives of the --baseline-limit draw "
+                        "(repeatable; a later, larger limit extends the cached run)")
     p.add_argument("--shard", default=None, help="i/k: do only this share of the pairs")
     p.add_argument("--seed", type=int, default=0, help="seed of random choices (default 0)")
     p.add_argument("--steps", default=None, metavar="N",
@@ -194,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit, shard=parse_shard(args.shard) if args.shard else None, seed=args.seed,
         fractions=fractions, curves=args.curves,
         baseline_limit=args.baseline_limit or None, batch_size=args.batch_size,
+        method_limits=parse_method_limits(args.method_limit),
         options=parse_options(args.option), cache=args.cache, align_cache=args.align_cache,
         n_boot=args.bootstrap, progress=not args.no_progress, command=command,
         report_only=args.report_only, engine=engine)

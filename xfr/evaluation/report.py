@@ -79,6 +79,9 @@ def command_text(r: dict[str, Any]) -> str:
         lines.append(f"baselines' subset: {r['baseline_subset']['true_positives']} true "
                      f"positives + {r['baseline_subset']['true_negatives']} true negatives "
                      f"(seeded random draw, limit {r['baseline_subset']['limit']} each)")
+        for name, n in r["baseline_subset"].get("method_limits", {}).items():
+            lines.append(f"  {name}: the first {n} true positives and {n} true negatives of "
+                         "that draw only (--method-limit)")
     incomplete = {u: c for u, c in r.get("coverage", {}).items() if c["done"] < c["pairs"]}
     lines.append("coverage: " + ", ".join(f"{u} {c['done']}/{c['pairs']} pairs"
                                           for u, c in r.get("coverage", {}).items()))

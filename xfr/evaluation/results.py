@@ -239,7 +239,7 @@ def summarise(ev: Any, records: dict[str, dict[str, dict[str, Any]]]) -> dict[st
         "seed": s.seed, "methods": list(s.methods), "generators": list(s.generators),
         "options": s.options, "curves_computed": list(s.curves),
         "fractions": fractions.tolist(), "n_boot": s.n_boot,
-        "baseline_subset": {"limit": s.baseline_limit,
+        "baseline_subset": {"limit": s.baseline_limit, "method_limits": dict(s.method_limits),
                             "true_positives": sum(1 for i in ev.subset if i.same),
                             "true_negatives": sum(1 for i in ev.subset if not i.same),
                             "keys": [i.key for i in ev.subset]},

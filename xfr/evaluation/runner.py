@@ -164,6 +164,9 @@ class EvalSettings:
     curves: tuple[str, ...] = MODES
     #: True positives and true negatives (each) the baselines run on; ``None``: all.
     baseline_limit: int | None = 100
+    #: Smaller limits for single baselines, e.g. ``{"rise": 20}``: the first 20 true positives
+    #: and true negatives of the same seeded draw, so a later, larger limit extends the run.
+    method_limits: dict[str, int] = field(default_factory=dict)
     #: Pairs per explanation batch.
     batch_size: int = 32
     #: Images per ``verifier.embed`` call of the curves.
@@ -191,6 +194,15 @@ class EvalSettings:
             raise ValueError(f"--limit must be >= 1, got {self.limit}")
         if self.baseline_limit is not None and self.baseline_limit < 1:
             raise ValueError(f"--baseline-limit must be >= 1, got {self.baseline_limit}")
+        for name, n in self.method_limits.items():
+            if name not in self.methods or name in BUILTIN_METHODS:
+                raise ValueError(f"--method-limit {name}={n}: {name} is not one of the "
+                                 "baseline explainers of --methods")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"--method-limit {name}={n}: the limit must be an integer >= 1")
+            if self.baseline_limit is not None and n > self.baseline_limit:
+                raise ValueError(f"--method-limit {name}={n} is above --baseline-limit "
+                                 f"{self.baseline_limit}")
         if self.batch_size < 1 or self.embed_batch < 1:
             raise ValueError("batch sizes must be >= 1")
         if self.shard is not None:
@@ -316,6 +328,10 @@ class Evaluation:
         self._blank: Any = None
         #: Embeddings of the unperturbed faces of the current batch, per subset of it.
         self._originals: dict[tuple[int, ...], tuple[Any, Any]] = {}
+        self.tp: list[PairInfo] = []
+        self.tn: list[PairInfo] = []
+        #: The seeded order of the true positives and true negatives the limits take from.
+        self._draw_order: tuple[np.ndarray, np.ndarray] = (np.arange(0), np.arange(0))
 
     # -- setup -----------------------------------------------------------------------------
     def load_pairs(self) -> list[Pair]:
@@ -509,7 +525,17 @@ class Evaluation:
                      "curves": {name: curves[j]} if j in curves else {}}
                     for j, e in enumerate(expl)]
 
-        return Unit(name, {"explainer": name, **opts}, self.subset, compute)
+        pairs = self.baseline_pairs(self.s.method_limits.get(name, self.s.baseline_limit))
+        return Unit(name, {"explainer": name, **opts}, pairs, compute)
+
+    def baseline_pairs(self, limit: int | None) -> list[PairInfo]:
+        """The first ``limit`` true positives and true negatives of the seeded draw, in file
+        order (all of them for ``None``)."""
+        out: list[PairInfo] = []
+        for xs, order in zip((self.tp, self.tn), self._draw_order, strict=True):
+            take = order if limit is None else order[:limit]
+            out += [xs[j] for j in sorted(take.tolist())]
+        return out
 
     def units(self) -> list[Unit]:
         out: list[Unit] = []
@@ -658,14 +684,10 @@ class Evaluation:
         self.tn = [i for i in self.infos if not i.same and not is_positive(i.distance, th)]
         self.curve_pairs = self.tp + self.tn
         rng = np.random.default_rng(self.s.seed)
-        lim = self.s.baseline_limit
-
-        def pick(xs: list[PairInfo]) -> list[PairInfo]:
-            if lim is None or lim >= len(xs):
-                return list(xs)
-            return [xs[j] for j in sorted(rng.choice(len(xs), lim, replace=False))]
-
-        self.subset = pick(self.tp) + pick(self.tn)
+        # one seeded order per decision: a limit takes its first N pairs, so every smaller
+        # limit (--method-limit) is part of every larger one and a run can be extended
+        self._draw_order = (rng.permutation(len(self.tp)), rng.permutation(len(self.tn)))
+        self.subset = self.baseline_pairs(self.s.baseline_limit)
         units = self.units()
         records = {u.name: self.run_unit(u) for u in units}
         self.coverage = {u.name: {"pairs": len(u.pairs), "done": len(records[u.name]),

@@ -71,7 +71,7 @@ def generator_maps(ev: object, name: str, target: str, probes: torch.Tensor,
         return np.load(path)
     trained = verifier is None
     verifier = ev.verifier if verifier is None else verifier
-    gen = registry.create("attention", name)
+    gen = top_blocks_generator(name) if "~" in name else registry.create("attention", name)
     n = probes.shape[0]
     out = []
     for s in range(0, n, 32):
@@ -96,6 +96,36 @@ def generator_maps(ev: object, name: str, target: str, probes: torch.Tensor,
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, maps)
     return maps
+
+
+def top_blocks_generator(name: str) -> object:
+    """``vit-lrp~K``: ViT-LRP whose rollout starts at block ``K`` (0-based; Chefer et al.'s
+    ``start_layer``), so the map is made of the upper blocks' relevance only."""
+    from xfr_plugins.attention.relevance import propagate
+    from xfr_plugins.attention.rollout import cls_rollout
+    from xfr_plugins.attention.targets import readout
+    from xfr_plugins.attention.tracing import run_vit
+    from xfr_plugins.attention.vit_lrp import ViTLRP, attention_gradients
+
+    base, first = name.split("~")
+    assert base == "vit-lrp", name
+
+    class TopBlocks(ViTLRP):
+        def patch_scores(self, verifier, images, target, reference):  # type: ignore[no-untyped-def]
+            trace = run_vit(verifier, images, requires_grad=True)
+            r = readout(verifier, trace.features, target, reference)
+            grads = attention_gradients(r.score, trace.attentions)
+            trace.attentions = []
+            cams: list[torch.Tensor] = [torch.empty(0)] * len(grads)
+
+            def combine(i: int, r_probs: torch.Tensor) -> None:
+                cams[i] = (grads[i] * r_probs).clamp(min=0).mean(dim=1)
+
+            propagate(verifier.backbone, trace, r, alpha=self.alpha, start=self.start,
+                      on_attention=combine)
+            return cls_rollout(cams[int(first):])[:, trace.num_prefix:]
+
+    return TopBlocks()
 
 
 def candidate(ev: object, spec: str, probes: torch.Tensor, galleries: torch.Tensor,
@@ -280,6 +310,11 @@ def main() -> None:
                 for sigma in (0, 2, 4, 8):
                     name = f"{gen}-{target}-{how}-s{sigma}"
                     cands[name] = (lambda nm=name: candidate(ev, nm, probes, galleries, keys))
+    for first in (2, 3, 4):  # the upper blocks only (Chefer et al.'s start_layer)
+        for how in ("own", "mean"):
+            for sigma in (2, 4, 8):
+                name = f"vit-lrp~{first}-contrast-{how}-s{sigma}"
+                cands[name] = (lambda nm=name: candidate(ev, nm, probes, galleries, keys))
     only = [s for s in args.only.split(",") if s]
     results: dict[str, dict[str, np.ndarray]] = {}
     seconds = {}
