@@ -67,7 +67,7 @@ def test_ray_writes_the_local_files_and_resumes_across_engines(
                      "2", "--no-figures", "--engine", "ray", "--workers", "2"])
     std = capsys.readouterr()
     assert code == 1, std.err
-    assert "on ray (a local Ray cluster, 2 worker(s) x 1 CPU)" in std.err
+    assert "on ray (a local Ray cluster, 2 worker(s) x 1 CPU, 1 PyTorch thread(s) each)" in std.err
     assert std.out.strip().splitlines()[-1] == f"2 of 4 pairs failed, see {out / 'summary.csv'}"
     same_results(local, out)
     # the cache works across engines: the local engine reuses what Ray wrote (the driver
@@ -183,15 +183,37 @@ def _untimed(x: object) -> object:
     return x
 
 
-def test_evaluate_and_sanity_refuse_the_ray_engine_for_now(
-        lfw_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """``xfr evaluate/sanity --engine ray`` gave tables that differ from the local engine's in
-    a clean install; until they are bit-identical the commands refuse it in one line."""
+def test_evaluate_and_sanity_on_ray_give_the_local_tables(
+        ray_cluster: None, lfw_root: Path, tmp_path: Path) -> None:
+    """``xfr evaluate --engine ray``: the same cached records and tables, byte for byte, as
+    the local engine at the same PyTorch thread count (``--threads 1`` here, one thread per
+    worker there: ``--num-cpus 1``); ``run_sanity`` on Ray: the same results (wall times
+    apart)."""
+    import torch
+
+    from xfr.evaluation.sanity import run_sanity
+
     listing = write_list(tmp_path, lfw_root, 2)
-    for command in ("evaluate", "sanity"):
-        code = cli.main([command, "--pairs", str(listing), "--root", "/", "--out",
-                         str(tmp_path / command), "--engine", "ray"])
-        assert code == 2
-        err = capsys.readouterr().err
-        assert err.startswith("xfr: error: --engine ray is not available for this command yet")
-        assert not (tmp_path / command).exists()
+    common = ["evaluate", "--pairs", str(listing), "--root", "/", "--methods",
+              "paper,attention,random", "--generators", "rollout", "--steps", "2",
+              "--bootstrap", "50", "--batch-size", "2", "--no-progress"]
+    threads = torch.get_num_threads()
+    try:
+        assert cli.main([*common, "--out", str(tmp_path / "local"), "--threads", "1"]) == 0
+        local = run_sanity(listing, "/", limit=2, generators=("rollout",), n_boot=50,
+                           batch_size=1, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert cli.main([*common, "--out", str(tmp_path / "ray"), "--engine", "ray",
+                     "--workers", "2"]) == 0
+    for name in ("table1.csv", "deletion.csv", "differences.csv", "accuracy.md", "table1.md"):
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes()
+    records = sorted(p.relative_to(tmp_path / "local")
+                     for p in (tmp_path / "local" / "cache").rglob("*.json"))
+    assert len(records) >= 2  # the paper unit's 2 pairs, the random unit's accepted ones
+    for rel in records:
+        assert (tmp_path / "local" / rel).read_text() == (tmp_path / "ray" / rel).read_text()
+
+    distributed = run_sanity(listing, "/", limit=2, generators=("rollout",), n_boot=50,
+                             batch_size=1, progress=False, engine=RayEngine(workers=2))
+    assert _untimed(local) == _untimed(distributed)

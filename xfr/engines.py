@@ -133,18 +133,27 @@ class RayEngine:
 
     ``address``: a cluster to join (``"127.0.0.1:6379"``, ``"auto"``...); default
     ``$RAY_ADDRESS``, else a local cluster of ``local_cpus`` CPUs (default: all) is started.
-    ``num_cpus``/``num_gpus``: resources of each worker (its PyTorch threads are
-    ``num_cpus``; with ``num_gpus`` > 0 the model runs on the worker's GPU). ``workers``: how
-    many (default: as many as the cluster's CPUs, or GPUs, allow). ``worker_class``: a
-    subclass of :class:`RayWorker` (instrumentation, tests)."""
+    ``num_cpus``/``num_gpus``: resources of each worker (with ``num_gpus`` > 0 the model runs
+    on the worker's GPU). ``threads``: each worker's PyTorch threads (default ``num_cpus``).
+    ``workers``: how many (default: as many as the cluster's CPUs, or GPUs, allow).
+    ``worker_class``: a subclass of :class:`RayWorker` (instrumentation, tests).
+
+    Results equal the local engine's bit for bit when both run PyTorch with the same number
+    of threads (``xfr ... --threads N`` locally, ``--threads N`` or ``--num-cpus N`` on Ray):
+    PyTorch's CPU matrix products choose their blocking by thread count and batch size, and a
+    last-bit difference in an embedding can move a curve step across the threshold
+    (docs/design.md, "Engines")."""
 
     name = "ray"
 
     def __init__(self, address: str | None = None, num_cpus: float = 1, num_gpus: float = 0,
                  workers: int | None = None, local_cpus: int | None = None,
-                 worker_class: type[RayWorker] | None = None) -> None:
+                 worker_class: type[RayWorker] | None = None, threads: int | None = None
+                 ) -> None:
         if num_cpus <= 0:
             raise OptionError(f"--num-cpus must be > 0, got {num_cpus}")
+        if threads is not None and threads < 1:
+            raise OptionError(f"--threads must be >= 1, got {threads}")
         if num_gpus < 0:
             raise OptionError(f"--num-gpus must be >= 0, got {num_gpus}")
         if workers is not None and workers < 1:
@@ -153,6 +162,7 @@ class RayEngine:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
         self.workers = workers
+        self.threads = threads if threads is not None else max(1, int(num_cpus))
         self.local_cpus = local_cpus
         self.worker_class = worker_class or RayWorker
         self.started = False
@@ -160,7 +170,8 @@ class RayEngine:
     def describe(self) -> str:
         where = self.address or "a local Ray cluster"
         return (f"ray ({where}, {self.pool_size()} worker(s) x {self.num_cpus:g} CPU"
-                + (f" + {self.num_gpus:g} GPU" if self.num_gpus else "") + ")")
+                + (f" + {self.num_gpus:g} GPU" if self.num_gpus else "")
+                + f", {self.threads} PyTorch thread(s) each)")
 
     def start(self) -> None:
         """Join (or start) the cluster; quiet Ray Data's own progress bars."""
@@ -220,10 +231,9 @@ class RayEngine:
         rows = [{"i": i, "item": pickle.dumps(item)} for i, item in enumerate(items)]
         ds: ray.data.Dataset = ray.data.from_items(rows,
                                                    override_num_blocks=min(len(rows), 10_000))
-        threads = max(1, int(self.num_cpus))
         device = "cuda" if self.num_gpus > 0 else None
         ds = ds.map_batches(
-            self.worker_class, fn_constructor_args=(pickle.dumps(job), threads, device),
+            self.worker_class, fn_constructor_args=(pickle.dumps(job), self.threads, device),
             batch_size=1, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=min(self.pool_size(), len(rows))),
             num_cpus=self.num_cpus, num_gpus=self.num_gpus or None,
@@ -240,7 +250,8 @@ class RayEngine:
 
 
 def make_engine(name: str, *, address: str | None = None, num_cpus: float = 1,
-                num_gpus: float = 0, workers: int | None = None) -> LocalEngine | RayEngine:
+                num_gpus: float = 0, workers: int | None = None, threads: int | None = None
+                ) -> LocalEngine | RayEngine:
     """The engine of ``--engine NAME``; Ray options with the local engine are refused."""
     if name not in ENGINES:
         raise OptionError(f"unknown engine {name!r}; choose one of {ENGINES}")
@@ -252,7 +263,8 @@ def make_engine(name: str, *, address: str | None = None, num_cpus: float = 1,
             verb = "applies" if len(given) == 1 else "apply"
             raise OptionError(f"{', '.join(given)} {verb} to --engine ray only")
         return LocalEngine()
-    return RayEngine(address=address, num_cpus=num_cpus, num_gpus=num_gpus, workers=workers)
+    return RayEngine(address=address, num_cpus=num_cpus, num_gpus=num_gpus, workers=workers,
+                     threads=threads)
 
 
 __all__ = ["ENGINES", "Job", "LocalEngine", "RayEngine", "RayWorker", "check_ray",

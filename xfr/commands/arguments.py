@@ -34,7 +34,8 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="Ray cluster to join, e.g. 10.0.0.1:6379 (default: $RAY_ADDRESS, "
                         "else a local cluster is started)")
     p.add_argument("--num-cpus", type=float, default=1, metavar="N",
-                   help="CPUs per Ray worker; its PyTorch threads (default: %(default)s)")
+                   help="CPUs per Ray worker, and its PyTorch threads unless --threads "
+                        "is given (default: %(default)s)")
     p.add_argument("--num-gpus", type=float, default=0, metavar="N",
                    help="GPUs per Ray worker; > 0 runs the model on the worker's GPU "
                         "(default: %(default)s)")
@@ -48,4 +49,5 @@ def engine_from_args(args: argparse.Namespace) -> Any:
     from xfr.engines import make_engine
 
     return make_engine(args.engine, address=args.ray_address, num_cpus=args.num_cpus,
-                       num_gpus=args.num_gpus, workers=args.workers)
+                       num_gpus=args.num_gpus, workers=args.workers,
+                       threads=getattr(args, "threads", None))

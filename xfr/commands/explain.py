@@ -77,7 +77,7 @@ def add_parser(subparsers: Any) -> None:
                         "(default: %(default)s)")
     p.add_argument("--generator", default=None,
                    help="attention generator of the relevance and paper methods (default: "
-                        "vit-lrp for relevance, nograd-lrp for paper)")
+                        "grad-rollout for relevance, nograd-lrp for paper)")
     p.add_argument("--selector", default=None,
                    help="selector of the paper method: metric or fixed:NAME, NAME becoming a "
                         "candidate (default: metric)")

@@ -88,7 +88,7 @@ class Choices:
                 selectors.append(name)
         methods = registry.names("explainer")
         methods = [DEFAULT_METHOD, *[m for m in methods if m != DEFAULT_METHOD]]
-        # "default": the method's own generator (relevance: vit-lrp, paper: nograd-lrp)
+        # "default": the method's own generator (relevance: grad-rollout, paper: nograd-lrp)
         generators = [DEFAULT_GENERATOR, *registry.names("attention")]
         return cls(verifiers=verifiers, methods=methods, generators=generators,
                    selectors=selectors)

@@ -240,8 +240,8 @@ class RelevanceExplainerOptions(Options):
 
     owner: ClassVar[str] = "relevance"
 
-    generator: str = option("vit-lrp", help="attention generator (kind 'attention'; built in "
-                            "the registry that builds the explainer)")
+    generator: str = option("grad-rollout", help="attention generator (kind 'attention'; "
+                            "built in the registry that builds the explainer)")
     target: RelevanceTarget = option(
         DECISION_TARGET, help="decision: the similarity for a positive decision, the "
         "dissimilarity -cos for a negative one; or a generator target")

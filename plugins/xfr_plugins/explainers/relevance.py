@@ -10,8 +10,10 @@ that is faithful and drops what blurs it:
 
 1. **decide**: the two embeddings, their distance and the decision ``distance < threshold``
    (Sec. 3.1);
-2. **attend**: each face's relevance map from an attention generator (default ViT-LRP,
-   Sec. 3.1) for the pair's own question (``target="decision"``): for a positive decision
+2. **attend**: each face's relevance map from an attention generator (default
+   ``grad-rollout``: the attention of every block weighted by the gradient of the target,
+   rolled out with the residual identity, Chefer et al. ICCV 2021, eq. 5-6; the paper's
+   ViT-LRP with ``generator="vit-lrp"``) for the pair's own question (``target="decision"``): for a positive decision
    the cosine similarity of the face's embedding to the other face's ("what makes them
    alike"), for a negative one the dissimilarity ``-cos`` ("what makes them differ"), i.e.
    the similarity to the other face's negated embedding (docs/method.md, "Targets");
@@ -24,10 +26,9 @@ that is faithful and drops what blurs it:
    spatial detail the model has.
 
 Cost: two embedding passes and one relevance pass per face: 4 images through the ViT per pair
-(``notes["model_passes"]``, counted as for the paper's explainer: 8), plus, for ViT-LRP, the
-backward pass of each relevance pass (gradients; 6 in the forward + backward count of the
-similarity explainers). Works on every ViT verifier that the attention
-generators support.
+(``notes["model_passes"]``, counted as for the paper's explainer: 8), plus the backward pass
+of each relevance pass (gradients; 6 in the forward + backward count of the similarity
+explainers). Works on every ViT verifier that the attention generators support.
 """
 
 from __future__ import annotations

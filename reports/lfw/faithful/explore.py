@@ -108,7 +108,26 @@ def top_blocks_generator(name: str) -> object:
     from xfr_plugins.attention.vit_lrp import ViTLRP, attention_gradients
 
     base, first = name.split("~")
-    assert base == "vit-lrp", name
+    assert base in ("vit-lrp", "grad-rollout"), name
+    if base == "grad-rollout":
+        from xfr_plugins.attention.grad_rollout import GradRollout
+
+        class TopGrad(GradRollout):
+            """``grad-rollout~K`` (upper blocks from K) or ``grad-rollout~noid`` (the product
+            of the gradient-weighted attentions without the residual identity)."""
+
+            def patch_scores(self, verifier, images, target, reference):  # type: ignore[no-untyped-def]
+                trace = run_vit(verifier, images, requires_grad=True)
+                score = readout(verifier, trace.features, target, reference).score
+                grads = attention_gradients(score, trace.attentions)
+                with torch.no_grad():
+                    cams = [(g * a.detach()).clamp(min=0).mean(dim=1)
+                            for g, a in zip(grads, trace.attentions, strict=True)]
+                if first == "noid":
+                    return cls_rollout(cams, add_identity=False)[:, trace.num_prefix:]
+                return cls_rollout(cams[int(first):])[:, trace.num_prefix:]
+
+        return TopGrad()
 
     class TopBlocks(ViTLRP):
         def patch_scores(self, verifier, images, target, reference):  # type: ignore[no-untyped-def]
@@ -130,7 +149,16 @@ def top_blocks_generator(name: str) -> object:
 
 def candidate(ev: object, spec: str, probes: torch.Tensor, galleries: torch.Tensor,
               keys: list[str], verifier: object = None) -> np.ndarray:
-    """The heatmaps ``(N, 2, H, W)`` of ``GEN-TARGET-HOW-sSIGMA``."""
+    """The heatmaps ``(N, 2, H, W)`` of ``GEN-TARGET-HOW-sSIGMA``, or of the explainer
+    plugin ``NAME`` for ``explainer:NAME`` (its own defaults)."""
+    if spec.startswith("explainer:"):
+        from xfr import registry
+
+        v = ev.verifier if verifier is None else verifier
+        expl = registry.create("explainer", spec.split(":", 1)[1]).explain_pairs(
+            v, probes, galleries)
+        return np.stack([e.heatmaps if e.heatmaps is not None else
+                         np.zeros((2, *probes.shape[-2:]), np.float32) for e in expl])
     gen_target, how, sig = spec.rsplit("-", 2)
     gen, target = gen_target.rsplit("-", 1)
     raw = generator_maps(ev, gen, target, probes, galleries, keys, verifier)
@@ -304,16 +332,20 @@ def main() -> None:
         "paper-nograd-oim": lambda: paper_heatmaps(ev, probes, galleries, keys,
                                                    selector="fixed:oim"),
     }
-    for gen in ("nograd-lrp", "vit-lrp"):
+    for name in ("xssab", "relevance"):
+        cands[f"explainer:{name}"] = (lambda nm=name: candidate(ev, f"explainer:{nm}", probes,
+                                                                galleries, keys))
+    for gen in ("nograd-lrp", "vit-lrp", "grad-rollout"):
         for target in ("embedding", "similarity", "contrast"):
             for how in ("own", "mean", "product"):
                 for sigma in (0, 2, 4, 8):
                     name = f"{gen}-{target}-{how}-s{sigma}"
                     cands[name] = (lambda nm=name: candidate(ev, nm, probes, galleries, keys))
-    for first in (2, 3, 4):  # the upper blocks only (Chefer et al.'s start_layer)
+    for gen, first in [(g, f) for g in ("vit-lrp", "grad-rollout") for f in ("2", "3", "4")]\
+            + [("grad-rollout", "noid")]:  # upper blocks only (Chefer et al.'s start_layer)
         for how in ("own", "mean"):
             for sigma in (2, 4, 8):
-                name = f"vit-lrp~{first}-contrast-{how}-s{sigma}"
+                name = f"{gen}~{first}-contrast-{how}-s{sigma}"
                 cands[name] = (lambda nm=name: candidate(ev, nm, probes, galleries, keys))
     only = [s for s in args.only.split(",") if s]
     results: dict[str, dict[str, np.ndarray]] = {}
