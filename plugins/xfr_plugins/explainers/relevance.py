@@ -15,8 +15,9 @@ that is faithful and drops what blurs it:
    rolled out with the residual identity, Chefer et al. ICCV 2021, eq. 5-6; the paper's
    ViT-LRP with ``generator="vit-lrp"``) for the pair's own question
    (``target="decision"``): for a positive decision the cosine similarity of the face's
-   embedding to the other face's ("what makes them alike"), for a negative one the dissimilarity ``-cos`` ("what makes them differ"), i.e.
-   the similarity to the other face's negated embedding (docs/method.md, "Targets");
+   embedding to the other face's ("what makes them alike"), for a negative one the
+   dissimilarity ``-cos`` ("what makes them differ"), i.e. the similarity to the other
+   face's negated embedding (docs/method.md, "Targets");
 3. **pair**: how the two maps become the pair's heatmaps (``pairing``; default ``"own"``
    for positive decisions, ``"mean"`` for negative ones): ``"own"`` keeps each face's map;
    ``"mean"`` draws the mean of the two min-max normalised maps on both faces (one map of
