@@ -336,3 +336,26 @@ def test_method_limit_errors_are_one_line_before_any_model_pass(lfw6, tmp_path, 
                     "--method-limit", item)
     err = capsys.readouterr().err.strip()
     assert code == 2 and words in err and len(err.splitlines()) == 1
+
+
+def test_a_baseline_cache_is_keyed_by_its_whole_configuration(lfw6, tmp_path):
+    """The cache of an explainer unit is named by every option it runs with, defaults
+    included: giving a default explicitly reuses the cache, any other value (or a changed
+    default in a new version) starts a fresh one instead of mixing two configurations."""
+    from xfr import registry
+
+    default = registry.create("explainer", "relevance").options["sigma"]
+    assert default == {"positive": 4.0, "negative": 4.0}
+
+    def unit_folder(options: dict[str, Any], name: str) -> str:
+        ev = Evaluation(EvalSettings(
+            pairs=lfw6["pairs"], root=lfw6["images"], out=tmp_path / name,
+            methods=("random-shared", "relevance"), cache=lfw6["cache"],
+            align_cache=lfw6["align"], progress=False, report_only=True,
+            options={"relevance": options} if options else {}))
+        ev.run()
+        return str(ev.coverage["relevance"]["cache"])
+
+    plain = unit_folder({}, "plain")
+    assert unit_folder({"sigma": 4.0}, "explicit") == plain
+    assert unit_folder({"sigma": 6.0}, "changed") != plain

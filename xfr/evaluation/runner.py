@@ -526,7 +526,17 @@ class Evaluation:
                     for j, e in enumerate(expl)]
 
         pairs = self.baseline_pairs(self.s.method_limits.get(name, self.s.baseline_limit))
-        return Unit(name, {"explainer": name, **opts}, pairs, compute)
+        return Unit(name, {"explainer": name,
+                           "configuration": self.explainer_configuration(name)}, pairs, compute)
+
+    def explainer_configuration(self, name: str) -> dict[str, Any]:
+        """Every option the explainer ``name`` runs with, its defaults included: part of the
+        unit's cache key, so a changed default starts a fresh cache instead of mixing
+        results of two configurations."""
+        from xfr import registry
+
+        explainer = registry.create("explainer", name, **self.s.options.get(name, {}))
+        return json.loads(json.dumps(dict(explainer.options), sort_keys=True, default=str))
 
     def baseline_pairs(self, limit: int | None) -> list[PairInfo]:
         """The first ``limit`` true positives and true negatives of the seeded draw, in file
@@ -574,7 +584,8 @@ class Evaluation:
                 out[m] = CurveSource(m, (m,), m, conf)
         for m in self.s.methods:
             if m not in BUILTIN_METHODS:
-                out[m] = CurveSource(m, (m,), m, {"explainer": m, **self.s.options.get(m, {})},
+                out[m] = CurveSource(m, (m,), m, {"explainer": m,
+                                                  **self.explainer_configuration(m)},
                                      baseline=True)
         return out
 
