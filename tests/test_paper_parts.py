@@ -195,9 +195,9 @@ def test_the_defaults_are_looked_up_in_the_explainer_s_registry_not_the_process_
 def test_the_relevance_explainer_builds_its_generator_in_its_registry(
         isolated: Registry, no_global_builtins: Registry, default_verifier: Any,
         faces: tuple[torch.Tensor, torch.Tensor]) -> None:
-    # its default generator, vit-lrp, is a built-in: this registry does not have it
-    with pytest.raises(UnknownNameError, match="unknown attention 'vit-lrp'; known attention "
-                       "names: luminance$"):
+    # its default generator, grad-rollout, is a built-in: this registry does not have it
+    with pytest.raises(UnknownNameError, match="unknown attention 'grad-rollout'; known "
+                       "attention names: luminance$"):
         isolated.create("explainer", "relevance")
     explainer = isolated.create("explainer", "relevance", generator="luminance")
     assert explainer.registry is isolated

@@ -536,7 +536,12 @@ class Evaluation:
         from xfr import registry
 
         explainer = registry.create("explainer", name, **self.s.options.get(name, {}))
-        return json.loads(json.dumps(dict(explainer.options), sort_keys=True, default=str))
+        configuration = dict(explainer.options)
+        generator = configuration.get("generator")
+        if isinstance(generator, str):  # the attention part, with its own defaults
+            configuration["generator_configuration"] = repr(registry.create(
+                "attention", generator, **configuration.get("generator_options", {})))
+        return json.loads(json.dumps(configuration, sort_keys=True, default=str))
 
     def baseline_pairs(self, limit: int | None) -> list[PairInfo]:
         """The first ``limit`` true positives and true negatives of the seeded draw, in file

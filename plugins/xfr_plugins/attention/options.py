@@ -90,6 +90,10 @@ class GradRolloutOptions(GeneratorOptions):
 
     discard_ratio: float = option(0.0, help="share of the lowest entries of each weighted "
                                   "matrix set to 0", low=0, high=1, high_open=True)
+    precision: Precision = option(
+        "float64", help="float64: forward and gradients in a float64 copy of the verifier, so "
+        "the maps do not depend on the batch or the thread count (docs/method.md, "
+        "\"Precision\"); model: the model's dtype")
 
 
 @dataclass(frozen=True)
