@@ -146,7 +146,7 @@ def test_a_two_node_cluster(local_run: tuple[Path, Path], tmp_path: Path) -> Non
              "--ray-address", address], env=env, capture_output=True, text=True,
             timeout=240)
         assert done.returncode == 1, done.stderr
-        assert f"on ray ({address}, 2 worker(s) x 1 CPU)" in done.stderr
+        assert f"on ray ({address}, 2 worker(s) x 1 CPU, 1 PyTorch" in done.stderr
         same_results(local, out)
     finally:
         for node in reversed(nodes):
