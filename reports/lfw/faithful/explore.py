@@ -71,7 +71,8 @@ def generator_maps(ev: object, name: str, target: str, probes: torch.Tensor,
         return np.load(path)
     trained = verifier is None
     verifier = ev.verifier if verifier is None else verifier
-    gen = top_blocks_generator(name) if "~" in name else registry.create("attention", name)
+    gen = (top_blocks_generator(name) if "~" in name else token_generator(name) if "@" in name
+           else registry.create("attention", name))
     n = probes.shape[0]
     out = []
     for s in range(0, n, 32):
@@ -96,6 +97,30 @@ def generator_maps(ev: object, name: str, target: str, probes: torch.Tensor,
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, maps)
     return maps
+
+
+def token_generator(name: str) -> object:
+    """``gxi@K``: gradient x input of the tokens entering block ``K`` (summed over channels,
+    positive part); ``gnorm@K``: the norm of the gradient there."""
+    from xfr_plugins.attention.base import AttentionMapGenerator
+    from xfr_plugins.attention.targets import readout
+    from xfr_plugins.attention.tracing import run_vit
+
+    kind, block = name.split("@")
+
+    class Tokens(AttentionMapGenerator):
+        name = kind
+
+        def patch_scores(self, verifier, images, target, reference):  # type: ignore[no-untyped-def]
+            trace = run_vit(verifier, images, requires_grad=True)
+            score = readout(verifier, trace.features, target, reference).score
+            x = trace.block_inputs[int(block)]
+            (g,) = torch.autograd.grad(score.sum(), x)
+            with torch.no_grad():
+                m = (g * x).sum(-1).clamp(min=0) if kind == "gxi" else g.norm(dim=-1)
+            return m[:, trace.num_prefix:]
+
+    return Tokens()
 
 
 def top_blocks_generator(name: str) -> object:
@@ -346,6 +371,11 @@ def main() -> None:
         for how in ("own", "mean"):
             for sigma in (2, 4, 8):
                 name = f"{gen}~{first}-contrast-{how}-s{sigma}"
+                cands[name] = (lambda nm=name: candidate(ev, nm, probes, galleries, keys))
+    for gen in ("gxi@0", "gxi@3", "gnorm@0", "gnorm@3"):  # token gradients (x input)
+        for how in ("own", "mean"):
+            for sigma in (4, 8):
+                name = f"{gen}-contrast-{how}-s{sigma}"
                 cands[name] = (lambda nm=name: candidate(ev, nm, probes, galleries, keys))
     only = [s for s in args.only.split(",") if s]
     results: dict[str, dict[str, np.ndarray]] = {}
