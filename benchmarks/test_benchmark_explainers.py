@@ -55,6 +55,11 @@ class _PassCounter:
     def _hook(self, _module: Any, inputs: tuple[Any, ...], _output: Any) -> None:
         self.images += int(inputs[0].shape[0])
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> _PassCounter:
+        # a float64 twin of the model (copy.deepcopy, relevance generators) keeps its hook:
+        # the twin's passes are counted here too, not in a copy of the counter
+        return self
+
     def close(self) -> None:
         if self._handle is not None:
             self._handle.remove()
@@ -108,7 +113,8 @@ def test_cost_per_explained_positive_pair(benchmark: Any, method: str, accepted_
     passes = counter.images / len(seconds)
     assert result.decision == "positive" and result.heatmaps is not None
     if method == "relevance":
-        # images through the ViT (2 embeddings, 2 relevance forwards), as the counter sees
+        # images through the ViT (2 embeddings, 2 relevance forwards in the generator's float64
+        # twin), as the counter sees them
         assert result.notes["model_passes"] == passes
     elif method in BASELINES:
         # the baselines' own count is exactly what went through the model

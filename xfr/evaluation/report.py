@@ -300,7 +300,8 @@ def curves_markdown(r: dict[str, Any]) -> str:
         lines += [f"| {label} | {configuration_text(doc)} |" for label, doc in labels.items()]
         lines.append("")
     titles = {"all": "All true positives / true negatives",
-              "subset": "The baselines' random subset (every method on the same pairs)"}
+              "subset": "The baselines' random subset (each method on its pairs of it; paired "
+              "differences on the pairs both have)"}
     shown = shown_steps(r["fractions"])
     steps = [r["fractions"][i] for i in shown]
     note = ("" if len(shown) == len(r["fractions"]) else

@@ -127,7 +127,12 @@ def main() -> None:
     draw(maps, pairs, probes, galleries, args.out)
     lines = ["| method | model passes per pair | seconds per pair (these six pairs) |",
              "|---|---:|---:|"]
-    lines += [f"| {k} | {p:,.0f} | {v:.2f} |" for k, (v, p) in seconds.items()]
+    lines += [f"| {k} | {'-' if np.isnan(p) else f'{p:,.0f}'} | {v:.2f} |"
+              for k, (v, p) in seconds.items()]
+    lines += ["", "Model passes: the explainer's own count (`notes[\"model_passes\"]`), '-' where "
+              "it keeps none (README, \"Cost of one explanation\", counts them for every "
+              "method). Seconds: wall time of this run, on whatever else the machine was "
+              "doing; the benchmark in the README is the measurement."]
     (args.out.with_suffix(".md")).write_text(
         "Pairs: " + ", ".join(f"{'TP' if i.same else 'TN'} {i.pair.probe.name} / "
                               f"{i.pair.gallery.name}" for i in pairs) + "\n\n"
