@@ -541,7 +541,9 @@ class Evaluation:
         if isinstance(generator, str):  # the attention part, with its own defaults
             configuration["generator_configuration"] = repr(registry.create(
                 "attention", generator, **configuration.get("generator_options", {})))
-        return json.loads(json.dumps(configuration, sort_keys=True, default=str))
+        plain: dict[str, Any] = json.loads(json.dumps(configuration, sort_keys=True,
+                                                      default=str))
+        return plain
 
     def baseline_pairs(self, limit: int | None) -> list[PairInfo]:
         """The first ``limit`` true positives and true negatives of the seeded draw, in file
