@@ -43,4 +43,9 @@ class GradRollout(AttentionMapGenerator):
                 discard_lowest((g * a.detach()).clamp(min=0).mean(dim=1), self.discard_ratio)
                 for g, a in zip(grads, trace.attentions, strict=True)
             ]
-        return cls_rollout(cams)[:, trace.num_prefix:]
+        return self.rollout(cams)[:, trace.num_prefix:]
+
+    def rollout(self, cams: list[torch.Tensor]) -> torch.Tensor:
+        """The CLS row of ``(Abar_{L-1} + I) ... (Abar_0 + I)`` (module docstring); the one
+        place a variant changes how the blocks combine."""
+        return cls_rollout(cams)

@@ -65,4 +65,9 @@ class ViTLRP(RelevanceGenerator):
 
         propagate(verifier.backbone, trace, target_readout, alpha=self.alpha,
                   start=self.start, on_attention=combine)
-        return cls_rollout(cams)[:, trace.num_prefix:]
+        return self.rollout(cams)[:, trace.num_prefix:]
+
+    def rollout(self, cams: list[torch.Tensor]) -> torch.Tensor:
+        """``C``'s CLS row from the per-block ``Abar_b`` (module docstring); the one place a
+        variant changes how the blocks combine."""
+        return cls_rollout(cams)

@@ -124,52 +124,24 @@ def token_generator(name: str) -> object:
 
 
 def top_blocks_generator(name: str) -> object:
-    """``vit-lrp~K``: ViT-LRP whose rollout starts at block ``K`` (0-based; Chefer et al.'s
-    ``start_layer``), so the map is made of the upper blocks' relevance only."""
-    from xfr_plugins.attention.relevance import propagate
+    """``vit-lrp~K`` / ``grad-rollout~K``: the generator whose rollout starts at block ``K``
+    (0-based; Chefer et al.'s ``start_layer``), so the map is made of the upper blocks only;
+    ``grad-rollout~noid``: the product of the weighted attentions without the residual
+    identity. Only the generators' ``rollout`` step changes."""
+    from xfr_plugins.attention.grad_rollout import GradRollout
     from xfr_plugins.attention.rollout import cls_rollout
-    from xfr_plugins.attention.targets import readout
-    from xfr_plugins.attention.tracing import run_vit
-    from xfr_plugins.attention.vit_lrp import ViTLRP, attention_gradients
+    from xfr_plugins.attention.vit_lrp import ViTLRP
 
     base, first = name.split("~")
-    assert base in ("vit-lrp", "grad-rollout"), name
-    if base == "grad-rollout":
-        from xfr_plugins.attention.grad_rollout import GradRollout
+    parent = {"vit-lrp": ViTLRP, "grad-rollout": GradRollout}[base]
 
-        class TopGrad(GradRollout):
-            """``grad-rollout~K`` (upper blocks from K) or ``grad-rollout~noid`` (the product
-            of the gradient-weighted attentions without the residual identity)."""
+    class Variant(parent):  # type: ignore[misc, valid-type]
+        def rollout(self, cams: list[torch.Tensor]) -> torch.Tensor:
+            if first == "noid":
+                return cls_rollout(cams, add_identity=False)
+            return cls_rollout(cams[int(first):])
 
-            def patch_scores(self, verifier, images, target, reference):  # type: ignore[no-untyped-def]
-                trace = run_vit(verifier, images, requires_grad=True)
-                score = readout(verifier, trace.features, target, reference).score
-                grads = attention_gradients(score, trace.attentions)
-                with torch.no_grad():
-                    cams = [(g * a.detach()).clamp(min=0).mean(dim=1)
-                            for g, a in zip(grads, trace.attentions, strict=True)]
-                if first == "noid":
-                    return cls_rollout(cams, add_identity=False)[:, trace.num_prefix:]
-                return cls_rollout(cams[int(first):])[:, trace.num_prefix:]
-
-        return TopGrad()
-
-    class TopBlocks(ViTLRP):
-        def patch_scores(self, verifier, images, target, reference):  # type: ignore[no-untyped-def]
-            trace = run_vit(verifier, images, requires_grad=True)
-            r = readout(verifier, trace.features, target, reference)
-            grads = attention_gradients(r.score, trace.attentions)
-            trace.attentions = []
-            cams: list[torch.Tensor] = [torch.empty(0)] * len(grads)
-
-            def combine(i: int, r_probs: torch.Tensor) -> None:
-                cams[i] = (grads[i] * r_probs).clamp(min=0).mean(dim=1)
-
-            propagate(verifier.backbone, trace, r, alpha=self.alpha, start=self.start,
-                      on_attention=combine)
-            return cls_rollout(cams[int(first):])[:, trace.num_prefix:]
-
-    return TopBlocks()
+    return Variant()
 
 
 def candidate(ev: object, spec: str, probes: torch.Tensor, galleries: torch.Tensor,
