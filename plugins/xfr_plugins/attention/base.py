@@ -10,7 +10,9 @@ identical results to one-by-one), leaves the model as it found it, and turns the
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import weakref
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -30,14 +32,43 @@ from xfr_plugins.attention.tracing import (
 __all__ = ["PRECISIONS", "AttentionMapGenerator", "float64_twin"]
 
 
+#: Each verifier's float64 twin, with the state of the verifier it was made from.
+_TWINS: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], Any]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _state(verifier: Any) -> tuple[Any, ...]:
+    """What a twin must be remade for: every attribute's identity, and every tensor of its
+    modules with its storage and in-place version (an optimiser step or ``load_state_dict``
+    bumps the version; assigning a new tensor changes the identity)."""
+    out: list[Any] = []
+    for name, value in vars(verifier).items():
+        out.append((name, id(value)))
+        if isinstance(value, nn.Module):
+            for tensor in (*value.parameters(), *value.buffers()):
+                out.append((id(tensor), tensor.data_ptr(), tensor._version))
+    return tuple(out)
+
+
 def float64_twin(verifier: Any) -> Any:
     """A copy of ``verifier`` whose modules compute in float64 (the weights are float32 values,
     which float64 holds exactly), or ``verifier`` itself when it already does. The verifier is
-    never modified; a verifier whose modules cannot be found as attributes is returned as is."""
+    never modified; a verifier whose modules cannot be found as attributes is returned as is.
+
+    The twin is made once per verifier and reused while the verifier's weights and attributes
+    are unchanged (:func:`_state`): a deep copy costs about as much as embedding two faces.
+    """
     backbone = verifier.backbone
     param = next(backbone.parameters(), None)
     if param is None or param.dtype == torch.float64:
         return verifier
+    state = _state(verifier)
+    try:
+        cached = _TWINS.get(verifier)
+    except TypeError:  # not weakly referable or not hashable: no cache
+        cached = None
+    if cached is not None and cached[0] == state:
+        return cached[1]
     twin = copy.deepcopy(verifier)
     for value in vars(twin).values():
         if isinstance(value, nn.Module):
@@ -45,6 +76,8 @@ def float64_twin(verifier: Any) -> Any:
     twin_param = next(twin.backbone.parameters(), None)
     if twin_param is None or twin_param.dtype != torch.float64:
         return verifier
+    with contextlib.suppress(TypeError):
+        _TWINS[verifier] = (state, twin)
     return twin
 
 

@@ -54,7 +54,7 @@ def safe_divide(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     paper's authors ran; docs/method.md, "LRP rules"): the guard is added whatever the sign
     of ``b``, and a denominator that the guard itself cancels becomes 1e-9."""
     den = b + EPS
-    den = den.masked_fill(den == 0, EPS)
+    den.masked_fill_(den == 0, EPS)
     out = a / den
     return out.masked_fill_(b == 0, 0.0)
 
@@ -70,18 +70,6 @@ def check_alpha(alpha: float) -> float:
     return value
 
 
-def _share(
-    xp: torch.Tensor, xn: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, r: torch.Tensor
-) -> torch.Tensor:
-    """``x+ (s W1) + x- (s W2)`` with ``s = r / z`` (:func:`safe_divide`),
-    ``z = x+ W1^T + x- W2^T``."""
-    z = F.linear(xp, w1)
-    z += F.linear(xn, w2)
-    s = safe_divide(r, z)
-    out = xp * (s @ w1)
-    return out.addcmul_(xn, s @ w2)
-
-
 def linear_alpha_beta(
     x: torch.Tensor, weight: torch.Tensor, relevance: torch.Tensor, alpha: float = 1.0
 ) -> torch.Tensor:
@@ -89,16 +77,28 @@ def linear_alpha_beta(
 
     Activators (``x+ W+`` and ``x- W-``) get ``alpha`` of each output's relevance, inhibitors
     (``x+ W-`` and ``x- W+``) ``beta = alpha - 1`` of it, subtracted, as in Chefer et al.'s
-    ``Linear.relprop``.
+    ``Linear.relprop``:
+
+        R_x = x+ (u W+ + t W-) + x- (u W- + t W+),  u = alpha R / z_act,  t = -beta R / z_inh,
+        z_act = x+ W+^T + x- W-^T,  z_inh = x+ W-^T + x- W+^T.
+
+    Computed with four matrix products instead of eight: since ``x = x+ + x-``,
+    ``|x| = x+ - x-`` (and the same for ``W``), ``z_act = (x W^T + |x| |W|^T) / 2``,
+    ``z_inh = (x W^T - |x| |W|^T) / 2`` and ``R_x = (x ((u + t) W) + |x| ((u - t) |W|)) / 2``:
+    the same rule, rounded differently (docs/method.md, "LRP rules").
     """
-    wp, wn = weight.clamp(min=0), weight.clamp(max=0)
-    xp, xn = x.clamp(min=0), x.clamp(max=0)
-    r = _share(xp, xn, wp, wn, relevance)
-    if alpha == 1.0:
-        return r
-    beta = alpha - 1.0
-    inh = _share(xp, xn, wn, wp, relevance)
-    return r.mul_(alpha).sub_(inh, alpha=beta)
+    abs_x, abs_w = x.abs(), weight.abs()
+    z_signed = F.linear(x, weight)
+    z_abs = F.linear(abs_x, abs_w)
+    u = safe_divide(relevance, (z_signed + z_abs).mul_(0.5))
+    if alpha == 1.0:  # beta = 0: the inhibitors take nothing
+        signed, absolute = u, u
+    else:
+        u.mul_(alpha)
+        t = safe_divide(relevance, (z_signed - z_abs).mul_(0.5)).mul_(1.0 - alpha)
+        signed, absolute = u + t, u.sub_(t)
+    out = x * (signed @ weight)
+    return out.addcmul_(abs_x, absolute @ abs_w).mul_(0.5)
 
 
 def readout_relevance(
@@ -192,4 +192,4 @@ def matmul_relevance(
     s = safe_divide(relevance, z)
     ra = a * (s @ b.transpose(-2, -1))
     rb = b * (a.transpose(-2, -1) @ s)
-    return ra * 0.5, rb * 0.5
+    return ra.mul_(0.5), rb.mul_(0.5)

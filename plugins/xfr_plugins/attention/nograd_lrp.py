@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 
 from xfr_plugins.attention.options import NoGradLRPOptions
-from xfr_plugins.attention.relevance import RelevanceGenerator, propagate
+from xfr_plugins.attention.relevance import RelevanceGenerator, attention_relevance
 from xfr_plugins.attention.rollout import cls_rollout
 from xfr_plugins.attention.targets import readout
 from xfr_plugins.attention.tracing import run_vit
@@ -33,13 +33,14 @@ class NoGradLRP(RelevanceGenerator):
     def patch_scores(
         self, verifier: Any, images: torch.Tensor, target: str, reference: torch.Tensor | None
     ) -> torch.Tensor:
-        trace = run_vit(verifier, images, keep_attention=lambda p: p.new_empty(0))
+        trace = run_vit(verifier, images, keep_attention=lambda p: p.new_empty(0),
+                        keep_activations=True)
         target_readout = readout(verifier, trace.features, target, reference)
         cams: list[torch.Tensor] = [torch.empty(0)] * len(trace.block_inputs)
 
         def keep(i: int, r_probs: torch.Tensor) -> None:
             cams[i] = r_probs.clamp(min=0).mean(dim=1)  # clamp each head, then average
 
-        propagate(verifier.backbone, trace, target_readout, alpha=self.alpha,
-                  start=self.start, on_attention=keep)
+        attention_relevance(verifier.backbone, trace, target_readout, alpha=self.alpha,
+                            start=self.start, on_attention=keep)
         return cls_rollout(cams)[:, trace.num_prefix:]

@@ -9,10 +9,13 @@ output, then block by block:
 
 The relevance of the attention probabilities ``A`` of each block (the "cam" of Chefer et al.) is
 handed to ``on_attention`` as soon as it is known, so callers reduce it at once (e.g. mean over
-heads) and nothing of size ``depth x N x H x T x T`` is held. The block activations are
-recomputed from each block's stored input (:func:`tracing.block_forward`), trading one forward
-for the memory of all activations. Relevance down to the pixels, which the maps never need,
-is the conservation check of the tests (``tests/input_relevance.py``).
+heads) and nothing of size ``depth x N x H x T x T`` is held. The block activations come from
+the forward when it kept them (``run_vit(keep_activations=True)``, what the generators do: one
+forward pass less) and are otherwise recomputed from each block's stored input
+(:func:`tracing.block_forward`). In the last block only the CLS token carries relevance, so its
+MLP and attention output are propagated for that token alone; an attention map stops at block
+0's attention (:func:`attention_relevance`). Relevance down to the pixels, which the maps never
+need, is the conservation check of the tests (``tests/input_relevance.py``).
 """
 
 from __future__ import annotations
@@ -35,11 +38,11 @@ from xfr_plugins.attention.lrp import (
 )
 from xfr_plugins.attention.options import PAPER_ALPHA, START, RelevanceOptions
 from xfr_plugins.attention.targets import Readout
-from xfr_plugins.attention.tracing import Trace, block_forward
+from xfr_plugins.attention.tracing import BlockActivations, Trace, block_forward
 
 __all__ = [
-    "PAPER_ALPHA", "START", "RelevanceGenerator", "RelevanceResult", "block_relevance",
-    "propagate", "propagate_features",
+    "PAPER_ALPHA", "START", "RelevanceGenerator", "RelevanceResult", "attention_relevance",
+    "block_relevance", "propagate", "propagate_features",
 ]
 
 
@@ -66,36 +69,82 @@ def block_relevance(
     relevance: torch.Tensor,
     alpha: float,
     on_attention: Callable[[torch.Tensor], None] | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Relevance of the input ``x`` of one pre-norm block from that of its output."""
-    _, _, acts = block_forward(block, x, keep=True)
+    *,
+    acts: BlockActivations | None = None,
+    cls_only: bool = False,
+    to_input: bool = True,
+) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+    """Relevance of the input ``x`` of one pre-norm block from that of its output.
+
+    ``acts``: the block's activations from the forward (:func:`tracing.run_vit` with
+    ``keep_activations``); recomputed from ``x`` when absent. ``cls_only``: the output's
+    relevance is zero outside token 0 (the last block: the embedding is the CLS token), so the
+    MLP, the output projection and the attention rows are computed for that token alone; the
+    other tokens' terms would be exact zeros. ``to_input=False``: stop once the attention
+    relevance is handed to ``on_attention`` (block 0 of an attention map, which needs nothing
+    below it); the input's relevance is ``None`` then.
+    """
+    if acts is None:
+        _, _, acts = block_forward(block, x, keep=True)
     assert acts is not None
     attn, mlp = block.attn, block.mlp
     totals = {"output": _total(relevance)}
+    rows = slice(0, 1) if cls_only else slice(None)
+    x_rows, y_rows = acts.x[:, rows], acts.y[:, rows]
     # z = y + m
-    r_y, r_m = add_relevance(acts.y, acts.m, relevance)
+    r_y, r_m = add_relevance(y_rows, acts.m[:, rows], relevance[:, rows])
     # m = ls2(fc2(norm(act(fc1(h2))))): LayerScale, norm and GELU pass relevance through
-    r_g = linear_alpha_beta(acts.g, mlp.fc2.weight, r_m, alpha)
-    r_h2 = linear_alpha_beta(acts.h2, mlp.fc1.weight, r_g, alpha)
-    r_y = clone_relevance(acts.y, r_y, r_h2)  # norm2 passes through; the two uses of y add up
+    r_g = linear_alpha_beta(acts.g[:, rows], mlp.fc2.weight, r_m, alpha)
+    r_h2 = linear_alpha_beta(acts.h2[:, rows], mlp.fc1.weight, r_g, alpha)
+    r_y = clone_relevance(y_rows, r_y, r_h2)  # norm2 passes through; the two uses of y add up
     totals["residual"] = _total(r_y)
     # y = x + a
-    r_x, r_a = add_relevance(acts.x, acts.a, r_y)
-    r_ctx = linear_alpha_beta(acts.context, attn.proj.weight, r_a, alpha)
-    n, t, _ = r_ctx.shape
+    r_x, r_a = add_relevance(x_rows, acts.a[:, rows], r_y)
+    r_ctx = linear_alpha_beta(acts.context[:, rows], attn.proj.weight, r_a, alpha)
+    n, t_rows, _ = r_ctx.shape
     heads, head_dim = attn.num_heads, attn.head_dim
-    r_ctx = r_ctx.reshape(n, t, heads, head_dim).transpose(1, 2)  # (N, H, T, d)
-    r_probs, r_v = matmul_relevance(acts.probs, acts.v, r_ctx)
+    r_ctx = r_ctx.reshape(n, t_rows, heads, head_dim).transpose(1, 2)  # (N, H, rows, d)
+    r_probs, r_v = matmul_relevance(acts.probs[:, :, rows], acts.v, r_ctx)
     if on_attention is not None:
-        on_attention(r_probs)
+        on_attention(_rows_to_tokens(r_probs, acts.probs.shape[-2], 2) if cls_only
+                     else r_probs)
+    if not to_input:
+        return None, totals
     # softmax (and its scale) passes relevance through to q k^T
-    r_q, r_kt = matmul_relevance(acts.q, acts.k.transpose(-2, -1), r_probs)
+    r_q, r_kt = matmul_relevance(acts.q[:, :, rows], acts.k.transpose(-2, -1), r_probs)
+    if cls_only:
+        r_q = _rows_to_tokens(r_q, acts.q.shape[-2], 2)
+    t = acts.q.shape[-2]
     r_qkv = torch.stack([r_q, r_kt.transpose(-2, -1), r_v])  # (3, N, H, T, d)
     r_qkv = r_qkv.permute(1, 3, 0, 2, 4).reshape(n, t, 3 * heads * head_dim)
     r_h1 = linear_alpha_beta(acts.h1, attn.qkv.weight, r_qkv, alpha)
+    if cls_only:
+        r_x = _rows_to_tokens(r_x, t, 1)
     r_x = clone_relevance(acts.x, r_x, r_h1)
     totals["input"] = _total(r_x)
     return r_x, totals
+
+
+def _rows_to_tokens(first: torch.Tensor, tokens: int, dim: int) -> torch.Tensor:
+    """``first`` (token 0's relevance along ``dim``) padded with the other tokens' zeros."""
+    shape = list(first.shape)
+    shape[dim] = tokens
+    out = first.new_zeros(shape)
+    out.narrow(dim, 0, 1).copy_(first)
+    return out
+
+
+def _start(target: Readout, start: Literal["unit", "score"], alpha: float) -> tuple[
+    torch.Tensor, torch.Tensor
+]:
+    """The relevance put on the target score and, through the read-out, on the features."""
+    if start not in START:
+        raise ValueError(f"start must be one of {START}, got {start!r}")
+    if start == "unit":
+        r0 = torch.ones_like(target.score.detach())
+    else:
+        r0 = target.score.detach().clone()
+    return r0, readout_relevance(target.inputs, target.direction, r0, alpha)
 
 
 def propagate(
@@ -112,17 +161,27 @@ def propagate(
     ``on_attention(block_index, R_A)`` receives each block's attention relevance
     ``(N, H, T, T)``, last block first. Runs without autograd.
     """
-    if start not in START:
-        raise ValueError(f"start must be one of {START}, got {start!r}")
     with torch.no_grad():
-        if start == "unit":
-            r0 = torch.ones_like(target.score.detach())
-        else:
-            r0 = target.score.detach().clone()
-        r_feat = readout_relevance(target.inputs, target.direction, r0, alpha)
+        r0, r_feat = _start(target, start, alpha)
         r, totals = propagate_features(backbone, trace, r_feat, alpha=alpha,
                                        on_attention=on_attention)
     return RelevanceResult(start=r0, features=r_feat, tokens=r, block_totals=totals)
+
+
+def attention_relevance(
+    backbone: nn.Module,
+    trace: Trace,
+    target: Readout,
+    *,
+    alpha: float,
+    start: Literal["unit", "score"],
+    on_attention: Callable[[int, torch.Tensor], None],
+) -> None:
+    """What an attention map needs of :func:`propagate`: each block's attention relevance,
+    handed to ``on_attention`` (the same values), and nothing below block 0's attention."""
+    with torch.no_grad():
+        _, r_feat = _start(target, start, alpha)
+        _down_the_blocks(backbone, trace, r_feat, alpha, on_attention, to_input=False)
 
 
 def propagate_features(
@@ -142,30 +201,49 @@ def propagate_features(
     times). Also returns the per-block totals, in forward order. Runs without autograd.
     """
     with torch.no_grad():
-        out = trace.output.detach()
-        k = features_relevance.shape[0]
-        if out.shape[0] not in (1, k):
-            raise ValueError(f"{k} relevance vectors for a trace of {out.shape[0]} images")
-        r = out.new_zeros((k, *out.shape[1:]))
-        # The final norm (and the L2 normalisation) pass relevance through; selecting the CLS
-        # token is a division by it and back (the reference code's ``IndexSelect`` rule:
-        # x * R / (x + 1e-9), zero where x == 0).
-        cls = backbone.norm(out)[:, 0]
-        r[:, 0] = cls * safe_divide(features_relevance.to(cls), cls)
-        totals: list[dict[str, torch.Tensor]] = []
-        blocks = list(backbone.blocks)
-        for i in range(len(blocks) - 1, -1, -1):
-            callback = None
-            if on_attention is not None:
+        r, totals = _down_the_blocks(backbone, trace, features_relevance, alpha, on_attention,
+                                     to_input=True)
+    assert r is not None
+    return r, totals
 
-                def callback(r_probs: torch.Tensor, i: int = i) -> None:
-                    on_attention(i, r_probs)
 
-            r, block_totals = block_relevance(
-                blocks[i], trace.block_inputs[i].detach(), r, alpha, callback
-            )
-            totals.append(block_totals)
-        totals.reverse()
+def _down_the_blocks(
+    backbone: nn.Module,
+    trace: Trace,
+    features_relevance: torch.Tensor,
+    alpha: float,
+    on_attention: Callable[[int, torch.Tensor], None] | None,
+    to_input: bool,
+) -> tuple[torch.Tensor | None, list[dict[str, torch.Tensor]]]:
+    """From the CLS features' relevance down the blocks, last first (see the callers)."""
+    out = trace.output.detach()
+    k = features_relevance.shape[0]
+    if out.shape[0] not in (1, k):
+        raise ValueError(f"{k} relevance vectors for a trace of {out.shape[0]} images")
+    r: torch.Tensor | None = out.new_zeros((k, *out.shape[1:]))
+    assert r is not None
+    # The final norm (and the L2 normalisation) pass relevance through; selecting the CLS
+    # token is a division by it and back (the reference code's ``IndexSelect`` rule:
+    # x * R / (x + 1e-9), zero where x == 0).
+    cls = backbone.norm(out)[:, 0]
+    r[:, 0] = cls * safe_divide(features_relevance.to(cls), cls)
+    totals: list[dict[str, torch.Tensor]] = []
+    blocks = list(backbone.blocks)
+    last = len(blocks) - 1
+    for i in range(last, -1, -1):
+        callback = None
+        if on_attention is not None:
+
+            def callback(r_probs: torch.Tensor, i: int = i) -> None:
+                on_attention(i, r_probs)
+
+        assert r is not None
+        acts = None if trace.activations is None else trace.activations[i]
+        r, block_totals = block_relevance(
+            blocks[i], trace.block_inputs[i].detach(), r, alpha, callback, acts=acts,
+            cls_only=i == last, to_input=to_input or i > 0)
+        totals.append(block_totals)
+    totals.reverse()
     return r, totals
 
 

@@ -78,6 +78,9 @@ class Trace:
     features: torch.Tensor
     num_prefix: int
     grid: tuple[int, int]
+    #: every block's activations (``keep_activations``), so that relevance propagation does
+    #: not run the forward again; ``None``: it recomputes them from ``block_inputs``
+    activations: list[BlockActivations] | None = None
 
 
 def _describe_missing(backbone: nn.Module) -> list[str]:
@@ -224,6 +227,7 @@ def run_vit(
     *,
     requires_grad: bool = False,
     keep_attention: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    keep_activations: bool = False,
 ) -> Trace:
     """Instrumented forward of ``verifier``'s backbone on 0..255 ``images`` (on its device).
 
@@ -232,7 +236,9 @@ def run_vit(
     becomes a fresh leaf that requires grad, so the stored probabilities are part of a graph
     (whatever the parameters' flags) and ``torch.autograd.grad`` can differentiate a score
     with respect to them; nothing is accumulated into any ``.grad``. Without it, no graph is
-    built at all. Call inside :func:`patch_embed_in_eval`.
+    built at all. With ``keep_activations`` every block's :class:`BlockActivations` are kept
+    for relevance propagation (memory for one forward pass less). Call inside
+    :func:`patch_embed_in_eval`.
     """
     backbone = check_vit_verifier(verifier)
     with torch.no_grad():
@@ -247,14 +253,17 @@ def run_vit(
     keep = keep_attention or _identity
     block_inputs: list[torch.Tensor] = []
     attentions: list[torch.Tensor] = []
+    activations: list[BlockActivations] | None = [] if keep_activations else None
     grad_ctx = torch.enable_grad() if requires_grad else torch.no_grad()
     with grad_ctx:
         if requires_grad:
             x = x.detach().requires_grad_(True)
         for block in backbone.blocks:
             block_inputs.append(x)
-            x, probs, _ = block_forward(block, x)
+            x, probs, acts = block_forward(block, x, keep=keep_activations)
             attentions.append(keep(probs))
+            if activations is not None and acts is not None:
+                activations.append(acts)
         features = backbone.norm(x)[:, 0]
         fc_norm = getattr(backbone, "fc_norm", None)  # timm's norm after pooling, if any
         if fc_norm is not None:
@@ -275,6 +284,7 @@ def run_vit(
         features=features,
         num_prefix=prefix.shape[1],
         grid=(grid[0], grid[1]),
+        activations=activations,
     )
 
 

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import torch
 
 from xfr_plugins.attention.options import ViTLRPOptions
-from xfr_plugins.attention.relevance import RelevanceGenerator, propagate
+from xfr_plugins.attention.relevance import RelevanceGenerator, attention_relevance
 from xfr_plugins.attention.rollout import cls_rollout
 from xfr_plugins.attention.targets import readout
 from xfr_plugins.attention.tracing import run_vit
@@ -53,7 +53,7 @@ class ViTLRP(RelevanceGenerator):
     def patch_scores(
         self, verifier: Any, images: torch.Tensor, target: str, reference: torch.Tensor | None
     ) -> torch.Tensor:
-        trace = run_vit(verifier, images, requires_grad=True)
+        trace = run_vit(verifier, images, requires_grad=True, keep_activations=True)
         target_readout = readout(verifier, trace.features, target, reference)
         grads = attention_gradients(target_readout.score, trace.attentions)
         trace.attentions = []
@@ -63,8 +63,8 @@ class ViTLRP(RelevanceGenerator):
             cams[i] = (grads[i] * r_probs).clamp(min=0).mean(dim=1)
             grads[i] = torch.empty(0)  # release as we go
 
-        propagate(verifier.backbone, trace, target_readout, alpha=self.alpha,
-                  start=self.start, on_attention=combine)
+        attention_relevance(verifier.backbone, trace, target_readout, alpha=self.alpha,
+                            start=self.start, on_attention=combine)
         return self.rollout(cams)[:, trace.num_prefix:]
 
     def rollout(self, cams: list[torch.Tensor]) -> torch.Tensor:

@@ -482,8 +482,9 @@ class PaperExplainer:
 
     def candidates(self, verifier: Any, decided: Decided, attended: Attended,
                    clock: StageClock | None = None) -> list[list[Candidate]]:
-        """Step 3 (Sec. 3.2-3.3): for every strategy some pair needs, its mask removed from
-        both faces; all masked faces through the verifier in one pass; per pair, one
+        """Step 3 (Sec. 3.2-3.3): for every pair and every strategy of its decision, the
+        strategy's mask removed from both faces; all masked faces through the verifier in one
+        pass (a positive pair's faces are not masked by a negative-only strategy); per pair, one
         :class:`~xfr.explanation.Candidate` per strategy of its decision with the removed area
         and the distances of eq. 1 (``pg``, ``pp``) or eq. 2 (``npg``)."""
         n, faces = decided.n, decided.faces
@@ -494,14 +495,26 @@ class PaperExplainer:
         masks = {s: check_mask(objects[s].combine(mask_p, mask_g), mask_p.shape,
                                self._fault("mask", s)) for s in names}
         fill = fill_images(faces, self.fill)
+        # only the pairs whose decision has the strategy: both faces of each, masked
+        needs = {s: [i for i, d in enumerate(decided.decisions) if s in self.strategies[d]]
+                 for s in names}
         masked = []
         for s in names:
-            m = torch.from_numpy(np.concatenate([masks[s], masks[s]])).to(faces.device)
+            rows = needs[s] + [n + i for i in needs[s]]  # probes, then galleries
+            m = torch.from_numpy(np.concatenate([masks[s], masks[s]])[rows]).to(faces.device)
             m = m[:, None].to(faces.dtype)
-            masked.append(faces * (1 - m) + fill * m)
+            masked.append(faces[rows] * (1 - m) + fill[rows] * m)
         emb = (embed_in_chunks(verifier, torch.cat(masked), self.batch_size) if names
                else decided.embeddings[:0])
-        per_strategy = {s: emb[k * 2 * n:(k + 1) * 2 * n] for k, s in enumerate(names)}
+        # per strategy: pair i -> (masked probe, masked gallery) embeddings
+        per_strategy: dict[str, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
+        start = 0
+        for s in names:
+            k = len(needs[s])
+            block = emb[start:start + 2 * k]
+            per_strategy[s] = {i: (block[j:j + 1], block[k + j:k + j + 1])
+                               for j, i in enumerate(needs[s])}
+            start += 2 * k
         if clock is not None:
             clock.lap("masked_embed")
         e_p, e_g = decided.probe_embeddings, decided.gallery_embeddings
@@ -510,7 +523,7 @@ class PaperExplainer:
             row = []
             for s, strategy in self.strategies[decision].items():
                 mask = masks[s][i]
-                e_mp, e_mg = per_strategy[s][i : i + 1], per_strategy[s][n + i : n + i + 1]
+                e_mp, e_mg = per_strategy[s][i]
                 if decision == POSITIVE:
                     dist = {"pg": float(verifier.distance(e_g[i : i + 1], e_mp)[0]),
                             "pp": float(verifier.distance(e_p[i : i + 1], e_mg)[0])}
