@@ -1,6 +1,7 @@
-"""Time per explained pair of the paper's explainer, split by stage (issue 6).
+"""Time per explained pair of the paper's explainer, split by stage (issues 6 and 19).
 
-The default model on the CPU at batch 1 and 32 pairs: how much of the time goes to the model
+The default model on the CPU, the three generators of the paper's Table 1, at batch 1 and 32
+pairs: how much of the time goes to the model
 passes (embedding, attention maps, masked faces) and how much to the compiled kernels (Otsu,
 smoothing). The stage split comes from ``Explanation.notes["seconds_per_pair"]``.
 
@@ -39,12 +40,14 @@ def faces(default_verifier):
 
 
 @pytest.mark.parametrize("batch", [1, 32])
-def test_paper_explainer_time_per_pair_by_stage(benchmark, default_verifier, faces, batch):
-    explainer = registry.create("explainer", "paper")
+@pytest.mark.parametrize("generator", ["nograd-lrp", "vit-lrp", "rollout"])
+def test_paper_explainer_time_per_pair_by_stage(benchmark, default_verifier, faces, batch,
+                                                generator):
+    explainer = registry.create("explainer", "paper", generator=generator)
     probes, galleries = faces[:batch], faces[32 : 32 + batch]
     results = benchmark.pedantic(
         explainer.explain_pairs, args=(default_verifier, probes, galleries), rounds=1,
-        iterations=1)
+        iterations=1, warmup_rounds=1)
     split = results[0].notes["seconds_per_pair"]
     assert set(STAGES) <= set(split)
     total = sum(split.values())
@@ -53,8 +56,8 @@ def test_paper_explainer_time_per_pair_by_stage(benchmark, default_verifier, fac
     kernels = split["otsu"] + split["smooth"]
     benchmark.extra_info["model_share"] = model / total
     benchmark.extra_info["kernel_share"] = kernels / total
-    print(f"\nbatch {batch}: {total:.3f} s per pair; model passes {100 * model / total:.1f} %, "
-          f"kernels {100 * kernels / total:.2f} %; " +
+    print(f"\n{generator}, batch {batch}: {total:.3f} s per pair; model passes "
+          f"{100 * model / total:.1f} %, kernels {100 * kernels / total:.2f} %; " +
           ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in split.items()))
     if batch > 1:
         alone = explainer.explain_pairs(default_verifier, probes[:1], galleries[:1])[0]
