@@ -8,9 +8,11 @@ import torch
 from region_verifier import RegionVerifier, random_faces, region_map
 
 from xfr.evaluation.deletion import (
+    CPU_EMBED_CHUNK,
     DEFAULT_FRACTIONS,
     auc,
     curve_distances,
+    embed_chunk,
     perturbed,
     pixel_ranks,
     rate_curve,
@@ -201,3 +203,55 @@ def test_bad_inputs_raise_clear_errors():
         pixel_ranks(np.full((1, 4, 4), np.nan), [0])
     with pytest.raises(ValueError, match="equal"):
         curve_distances(v, probes, galleries[:1], maps_for(2, 1, 0))
+
+
+def _lexsort_ranks(maps: np.ndarray, seeds: list[int]) -> np.ndarray:
+    """The definition of pixel_ranks: descending map, ties by a seeded jitter, then by index."""
+    n, h, w = maps.shape
+    ranks = np.empty((n, h * w), dtype=np.int32)
+    for i in range(n):
+        jitter = np.random.default_rng(seeds[i]).random(h * w)
+        ranks[i, np.lexsort((jitter, -maps[i].ravel()))] = np.arange(h * w)
+    return ranks.reshape(n, h, w)
+
+
+@pytest.mark.parametrize("levels", [None, 2, 5, 200, 5000])
+def test_pixel_ranks_equal_one_sort_by_value_jitter_and_index(levels):
+    rng = np.random.default_rng(levels or 0)
+    maps = rng.random((6, 40, 30))
+    if levels is not None:  # plateaus of equal values, few (200, 5000 levels) to most (2)
+        maps = np.round(maps * levels) / levels
+    maps[0] = 0.0  # one map entirely tied, with -0.0 among its zeros
+    maps[0, ::3] = -0.0
+    seeds = list(rng.integers(0, 2**31, 6))
+    np.testing.assert_array_equal(pixel_ranks(maps, seeds), _lexsort_ranks(maps, seeds))
+
+
+class CPURegionVerifier(RegionVerifier):
+    """The region verifier, saying that it runs on the CPU (as the ViT verifiers do)."""
+
+    device = torch.device("cpu")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(images.shape[0])
+        return super().embed(images)
+
+
+def test_a_cpu_verifier_gets_small_embedding_calls_and_the_same_distances():
+    probes, galleries = positive_pairs(9)
+    maps = np.random.default_rng(2).random((9, 112, 112)).astype(np.float32)
+    cpu = CPURegionVerifier()
+    assert embed_chunk(cpu, 512) == CPU_EMBED_CHUNK and embed_chunk(cpu, 8) == 8
+    assert embed_chunk(RegionVerifier(), 512) == 512  # no device: a black box decides
+    d = curve_distances(cpu, probes, galleries, maps, maps)
+    assert max(cpu.sizes) <= CPU_EMBED_CHUNK
+    # originals 9 + 9, the blank, 9 inner steps of 9 probes and 9 galleries
+    assert sum(cpu.sizes) == 9 + 9 + 1 + 2 * 9 * 9
+    expected = curve_distances(RegionVerifier(), probes, galleries, maps, maps)
+    np.testing.assert_allclose(d, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="batch_size"):
+        curve_distances(cpu, probes, galleries, maps, batch_size=0)
