@@ -255,9 +255,21 @@ def curve_distances(verifier: Any, probes: torch.Tensor, galleries: torch.Tensor
     seeds = list(range(n)) if seeds is None else list(seeds)
     counts = step_counts(fractions, h * w)
     chunk = embed_chunk(verifier, batch_size)
+    device = _device_of(verifier)  # the perturbed faces are made where the model runs
     with torch.inference_mode():
-        return _curve_distances(verifier, probes.float(), galleries.float(), probe_maps,
-                                gallery_maps, counts, mode, seeds, chunk, embeddings, blank)
+        return _curve_distances(verifier, probes.to(device).float(),
+                                galleries.to(device).float(), probe_maps, gallery_maps, counts,
+                                mode, seeds, chunk, embeddings, blank)
+
+
+def _device_of(verifier: Any) -> torch.device | None:
+    """The verifier's ``device`` if it names one, else ``None`` (leave the faces where they
+    are)."""
+    device = getattr(verifier, "device", None)
+    try:
+        return None if device is None else torch.device(device)
+    except (TypeError, RuntimeError):
+        return None
 
 
 def _curve_distances(verifier: Any, probes: torch.Tensor, galleries: torch.Tensor,
