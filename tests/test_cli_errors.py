@@ -123,14 +123,37 @@ def test_no_command_prints_the_usage_and_exits_2(
     assert "usage: xfr" in err and "plugins" in err
 
 
-def test_the_console_script_is_the_cli_main() -> None:
+def test_the_console_script_runs_the_cli_main_then_exits_fast() -> None:
     import importlib.metadata
 
     [script] = [
         ep for ep in importlib.metadata.entry_points(group="console_scripts") if ep.name == "xfr"
     ]
-    assert script.value == "xfr.cli:main"
-    assert script.load() is cli.main
+    assert script.value == "xfr.cli:console"
+    assert script.load() is cli.console
+
+
+def test_the_fast_exit_keeps_the_status_the_output_and_the_exit_handlers(
+        tmp_path: Path) -> None:
+    """``console`` ends the process with ``os._exit`` after ``main``: the exit status, what
+    was printed, and what ``atexit`` handlers do must all survive it."""
+    import subprocess
+
+    marker = tmp_path / "atexit-ran"
+    probe = (
+        "import atexit, pathlib, sys\n"
+        "from xfr import cli\n"
+        f"atexit.register(pathlib.Path({str(marker)!r}).write_text, 'yes')\n"
+        "sys.argv = ['xfr', 'explain', 'no-such-probe.jpg', 'no-such-gallery.jpg']\n"
+        "cli.console()\n"
+        "raise SystemExit('console returned')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stderr.strip().startswith("xfr: error:") and "no-such-probe.jpg" in run.stderr
+    assert "console returned" not in run.stderr
+    assert marker.read_text() == "yes"
 
 
 def test_running_one_command_imports_only_that_commands_module(

@@ -14,15 +14,18 @@ traceback instead. Other exceptions are bugs and keep their traceback.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import importlib
 import importlib.util
+import os
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 from xfr import __version__
 from xfr.errors import InputWarning, OptionError, UserError
@@ -232,5 +235,31 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_USAGE
 
 
+def console() -> NoReturn:
+    """The ``xfr`` console script (and ``python -m xfr``): :func:`main`, then the end of the
+    process without the interpreter's teardown of its modules.
+
+    A process that loaded PyTorch and timm spends about 0.8 s at exit clearing their modules
+    (measured on 2 CPU cores: ``import torch, timm`` ends in 3.2 s, 2.35 s of it the imports).
+    By the time :func:`main` returns, every file of the command is written and closed, so the
+    exit handlers are run (``atexit``: logging, temporary folders, Ray) and the process ends
+    there (daemon threads such as tqdm's monitor end with it). With other threads still alive the
+    interpreter exits as usual, waiting for them.
+    """
+    code = main()
+    _flush()
+    if all(t.daemon or t is threading.main_thread() for t in threading.enumerate()):
+        atexit._run_exitfuncs()
+        _flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream
+            stream.flush()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

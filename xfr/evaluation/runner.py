@@ -143,6 +143,12 @@ class CurveSource:
         return next((held[k] for k in self.keys if k in held), None)
 
 
+def generator_configuration(generator: Any) -> str:
+    """An attention generator's configuration for a cache key: its repr without
+    ``batch_size``, which sets the images per model pass (memory), never the maps."""
+    options = ", ".join(f"{k}={v!r}" for k, v in vars(generator).items() if k != "batch_size")
+    return f"{type(generator).__name__}({options})"
+
 @dataclass
 class EvalSettings:
     """Everything that defines one evaluation run (``xfr evaluate``'s arguments)."""
@@ -486,7 +492,7 @@ class Evaluation:
         resolved = {**explainer.options, **opts}
         generator = registry.create("attention", resolved["generator"],
                                     **resolved["generator_options"])
-        return {"options": resolved, "generator": repr(generator)}
+        return {"options": resolved, "generator": generator_configuration(generator)}
 
     def _reference_unit(self, name: str) -> Unit:
         """A reference order of :mod:`xfr.evaluation.references` over the true positives and
@@ -539,7 +545,7 @@ class Evaluation:
         configuration = dict(explainer.options)
         generator = configuration.get("generator")
         if isinstance(generator, str):  # the attention part, with its own defaults
-            configuration["generator_configuration"] = repr(registry.create(
+            configuration["generator_configuration"] = generator_configuration(registry.create(
                 "attention", generator, **configuration.get("generator_options", {})))
         plain: dict[str, Any] = json.loads(json.dumps(configuration, sort_keys=True,
                                                       default=str))
