@@ -170,3 +170,41 @@ def test_maps_on_the_gpu_equal_the_cpu_maps(name: str, options: dict) -> None:
     maps = registry.create("attention", name, **options)(gpu, images.cuda())
     assert maps.device.type == "cuda"
     torch.testing.assert_close(maps.cpu(), expected, atol=2e-3, rtol=0)
+
+
+def test_the_float64_twin_is_made_once_and_again_when_the_weights_change() -> None:
+    """float64_twin reuses one copy per verifier while its weights and attributes are
+    unchanged, makes a new one after an in-place weight update or a rebound attribute, and
+    its maps follow the new weights (issue 19: the copy cost as much as two embeddings)."""
+    from xfr_plugins.attention.base import float64_twin
+
+    v = _face_vit()
+    twin = float64_twin(v)
+    assert next(twin.backbone.parameters()).dtype == torch.float64
+    assert next(v.backbone.parameters()).dtype == torch.float32  # the verifier is untouched
+    assert float64_twin(v) is twin
+    generator = registry.create("attention", "vit-lrp")
+    images = _images(2)
+    before = generator(v, images)
+    with torch.no_grad():  # an optimiser step, in place
+        for p in v.backbone.blocks[-1].parameters():
+            p.mul_(1.5)
+    changed = float64_twin(v)
+    assert changed is not twin
+    assert torch.equal(next(changed.backbone.blocks[-1].parameters()),
+                       next(v.backbone.blocks[-1].parameters()).double())
+    assert not torch.equal(generator(v, images), before)
+    v.threshold = 0.5  # a rebound attribute
+    assert float64_twin(v) is not changed
+
+
+def test_an_evaluation_cache_key_leaves_the_batch_size_out() -> None:
+    """A generator's batch size never changes its maps, so xfr evaluate's cache key of a
+    generator configuration does not contain it; every other option does."""
+    from xfr.evaluation.runner import generator_configuration
+
+    a = generator_configuration(registry.create("attention", "vit-lrp", batch_size=2))
+    b = generator_configuration(registry.create("attention", "vit-lrp", batch_size=16))
+    c = generator_configuration(registry.create("attention", "vit-lrp", alpha=1.0))
+    assert a == b and "batch_size" not in a
+    assert a != c and "alpha=0.5" in a and "precision='float64'" in a

@@ -293,3 +293,95 @@ def test_relevance_propagation_is_per_image() -> None:
         t1 = run_vit(v, x[i:i + 1])
         r1 = propagate(v.backbone, t1, readout(v, t1.features, "logit"), alpha=0.5)
         torch.testing.assert_close(r1.tokens[0], res.tokens[i])
+
+
+# --- issue 19: the same relevance, computed faster ------------------------------------------
+
+
+def _attention_relevances(v, trace, target, *, stop: bool) -> list[torch.Tensor]:
+    from xfr_plugins.attention.relevance import attention_relevance
+
+    out: list[torch.Tensor] = [torch.empty(0)] * len(trace.block_inputs)
+
+    def keep(i: int, r_probs: torch.Tensor) -> None:
+        out[i] = r_probs.clone()
+
+    r = readout(v, trace.features, target)
+    if stop:
+        attention_relevance(v.backbone, trace, r, alpha=0.5, start="unit", on_attention=keep)
+    else:
+        propagate(v.backbone, trace, r, alpha=0.5, start="unit", on_attention=keep)
+    return out
+
+
+def test_kept_activations_give_the_relevance_of_the_recomputed_ones() -> None:
+    """run_vit(keep_activations=True) hands propagation the forward's own activations: the
+    relevance of every block and of the tokens is that of recomputing them (exactly: the same
+    operations on the same inputs)."""
+    v = _face_vit("p8s8")
+    x = _images(2, 112)
+    plain, kept = run_vit(v, x), run_vit(v, x, keep_activations=True)
+    assert plain.activations is None and kept.activations is not None
+    assert len(kept.activations) == len(kept.block_inputs)
+    r_plain = _attention_relevances(v, plain, "logit", stop=False)
+    r_kept = _attention_relevances(v, kept, "logit", stop=False)
+    for a, b in zip(r_plain, r_kept, strict=True):
+        assert torch.equal(a, b)
+    res_plain = propagate(v.backbone, plain, readout(v, plain.features, "logit"), alpha=0.5)
+    res_kept = propagate(v.backbone, kept, readout(v, kept.features, "logit"), alpha=0.5)
+    assert torch.equal(res_plain.tokens, res_kept.tokens)
+
+
+def test_the_maps_relevance_stops_at_block_0_with_the_same_values() -> None:
+    """attention_relevance hands over each block's attention relevance as propagate does and
+    computes nothing below block 0's attention; the last block, whose output carries relevance
+    on the CLS token alone, is propagated for that token: its attention relevance is zero
+    outside the CLS row and equals the full computation there."""
+    v = _face_vit("p8s8")
+    trace = run_vit(v, _images(2, 112), keep_activations=True)
+    full = _attention_relevances(v, trace, "logit", stop=False)
+    maps = _attention_relevances(v, trace, "logit", stop=True)
+    for a, b in zip(full, maps, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+    last = maps[-1]
+    assert last[:, :, 1:].abs().max() == 0 and last[:, :, 0].abs().max() > 0
+
+
+def test_the_four_product_alpha_beta_rule_equals_the_eight_product_one() -> None:
+    """linear_alpha_beta computes x+ W+ and x- W- from x W and |x| |W|: the same values as the
+    rule written term by term (Chefer et al.'s Linear.relprop), to float64 rounding, for any
+    alpha, and zero relevance for zero inputs."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 11, 40, generator=g, dtype=torch.float64)
+    x[0, 0] = 0.0  # a token with no input
+    w = torch.randn(24, 40, generator=g, dtype=torch.float64)
+    r = torch.randn(3, 11, 24, generator=g, dtype=torch.float64)
+    for alpha in (0.5, 1.0, 2.0):
+        ours = linear_alpha_beta(x, w, r, alpha)
+        torch.testing.assert_close(ours, _chefer_linear(x, w, r, alpha), rtol=1e-9, atol=1e-12)
+        assert ours[0, 0].abs().max() == 0
+
+
+def test_a_block_propagated_for_the_cls_token_alone_equals_the_full_block() -> None:
+    """block_relevance(cls_only=True) on relevance that is zero outside token 0 gives the full
+    computation's attention relevance and input relevance (the other tokens' terms are exact
+    zeros; sums may round in another order)."""
+    from xfr_plugins.attention.relevance import block_relevance
+
+    v = _face_vit("p8s8")
+    trace = run_vit(v, _images(2, 112), keep_activations=True)
+    assert trace.activations is not None
+    block, x, acts = v.backbone.blocks[-1], trace.block_inputs[-1], trace.activations[-1]
+    g = torch.Generator().manual_seed(7)
+    r = torch.zeros_like(trace.output)
+    r[:, 0] = torch.randn(r.shape[0], r.shape[-1], generator=g, dtype=r.dtype)
+    seen: dict[bool, torch.Tensor] = {}
+    out = {}
+    for cls_only in (False, True):
+        def keep(r_probs: torch.Tensor, cls_only: bool = cls_only) -> None:
+            seen[cls_only] = r_probs.clone()
+
+        out[cls_only], _ = block_relevance(block, x, r, 0.5, keep, acts=acts, cls_only=cls_only)
+    torch.testing.assert_close(seen[True], seen[False], rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(out[True], out[False], rtol=1e-12, atol=1e-15)
+    assert seen[True].shape == acts.probs.shape
