@@ -21,15 +21,22 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
-def write_list(lfw: Path, n: int, path: Path) -> Path:
-    """``path``: a CSV of ``n`` LFW fold-10 pairs, genuine and impostor in turn."""
+def fold10_pairs(lfw: Path, n: int) -> list[Any]:
+    """The first ``n`` LFW fold-10 pairs, genuine and impostor in turn (the benchmarks' pairs:
+    held out from the bundled model's training)."""
     from xfr.data.lfw import read_pairs
 
     fold = [p for p in read_pairs(lfw / "pairs.txt") if p.fold == 10]
     pos, neg = [p for p in fold if p.same], [p for p in fold if not p.same]
-    chosen = [x for pair in zip(pos, neg, strict=False) for x in pair][:n]
+    return [x for pair in zip(pos, neg, strict=False) for x in pair][:n]
+
+
+def write_list(lfw: Path, n: int, path: Path) -> Path:
+    """``path``: a CSV of :func:`fold10_pairs`."""
+    chosen = fold10_pairs(lfw, n)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["probe", "gallery", "same"])

@@ -27,15 +27,13 @@ def lfw_faces(lfw: Path, n: int) -> tuple[Any, Any]:
     """Aligned probes and galleries ``(n, 3, 112, 112)`` of ``n`` fold-10 pairs (repeated when
     ``n`` exceeds the fold's 600)."""
     import numpy as np
+    from bench_engines import fold10_pairs  # this folder is on sys.path when run as a script
     from PIL import Image
 
     from xfr.api import prepare, to_tensor
-    from xfr.data.lfw import read_pairs
 
-    fold = [p for p in read_pairs(lfw / "pairs.txt") if p.fold == 10]
-    pos, neg = [p for p in fold if p.same], [p for p in fold if not p.same]
-    chosen = [x for pair in zip(pos, neg, strict=False) for x in pair]
-    k = min(n, len(chosen))
+    chosen = fold10_pairs(lfw, n)
+    k = len(chosen)
     photos = [np.asarray(Image.open(p.probe).convert("RGB")) for p in chosen[:k]]
     photos += [np.asarray(Image.open(p.gallery).convert("RGB")) for p in chosen[:k]]
     faces = to_tensor(prepare(photos))

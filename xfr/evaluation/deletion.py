@@ -179,17 +179,24 @@ def perturbed(images: torch.Tensor, ranks: torch.Tensor, counts: Sequence[int] |
     return images[:, None] * keep[:, :, None].to(images.dtype)
 
 
+def _device_of(verifier: Any) -> torch.device | None:
+    """The verifier's ``device`` if it names one, else ``None`` (leave the faces where they
+    are)."""
+    device = getattr(verifier, "device", None)
+    try:
+        return None if device is None else torch.device(device)
+    except (TypeError, RuntimeError):
+        return None
+
+
 def embed_chunk(verifier: Any, batch_size: int) -> int:
     """Most images per ``verifier.embed`` call: ``batch_size``, at most :data:`CPU_EMBED_CHUNK`
     when the verifier says its ``device`` is the CPU."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
             or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    device = getattr(verifier, "device", None)
-    try:
-        on_cpu = device is not None and torch.device(device).type == "cpu"
-    except (TypeError, RuntimeError):
-        on_cpu = False
+    device = _device_of(verifier)
+    on_cpu = device is not None and device.type == "cpu"
     return min(int(batch_size), CPU_EMBED_CHUNK) if on_cpu else int(batch_size)
 
 
@@ -260,16 +267,6 @@ def curve_distances(verifier: Any, probes: torch.Tensor, galleries: torch.Tensor
         return _curve_distances(verifier, probes.to(device).float(),
                                 galleries.to(device).float(), probe_maps, gallery_maps, counts,
                                 mode, seeds, chunk, embeddings, blank)
-
-
-def _device_of(verifier: Any) -> torch.device | None:
-    """The verifier's ``device`` if it names one, else ``None`` (leave the faces where they
-    are)."""
-    device = getattr(verifier, "device", None)
-    try:
-        return None if device is None else torch.device(device)
-    except (TypeError, RuntimeError):
-        return None
 
 
 def _curve_distances(verifier: Any, probes: torch.Tensor, galleries: torch.Tensor,

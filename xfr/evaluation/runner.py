@@ -149,6 +149,7 @@ def generator_configuration(generator: Any) -> str:
     options = ", ".join(f"{k}={v!r}" for k, v in vars(generator).items() if k != "batch_size")
     return f"{type(generator).__name__}({options})"
 
+
 @dataclass
 class EvalSettings:
     """Everything that defines one evaluation run (``xfr evaluate``'s arguments)."""

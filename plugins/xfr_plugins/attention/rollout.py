@@ -49,12 +49,11 @@ def fuse_heads(attention: torch.Tensor, how: str = "mean") -> torch.Tensor:
 def discard_lowest(matrices: torch.Tensor, ratio: float, *, keep_cls: bool = True) -> torch.Tensor:
     """Zero the lowest ``int(ratio * T * T)`` entries of each ``(T, T)`` matrix of ``(N, T, T)``.
 
-    The entries are those ``torch.topk(..., largest=False)`` would pick (computed as the
-    complement of the ``T*T - k`` highest; where values tie at the boundary, which tied entry
-    goes may differ). With ``keep_cls`` (the
-    authors' rule, docs/method.md "Rollout") the CLS->CLS entry ``[0, 0]`` is never zeroed even
-    when it is among the lowest, so one entry fewer is discarded then; ``keep_cls=False``
-    zeroes it like any other.
+    The entries are those ``torch.topk(..., largest=False)`` would pick, computed as the
+    complement of the ``T*T - k`` highest (where values tie at the boundary, which tied entry
+    goes may differ). With ``keep_cls`` (the authors' rule, docs/method.md "Rollout") the
+    CLS->CLS entry ``[0, 0]`` is never zeroed even when it is among the lowest, so one entry
+    fewer is discarded then; ``keep_cls=False`` zeroes it like any other.
     """
     if ratio <= 0:
         return matrices
@@ -63,8 +62,7 @@ def discard_lowest(matrices: torch.Tensor, ratio: float, *, keep_cls: bool = Tru
     k = int(flat.shape[1] * ratio)
     if k <= 0:
         return matrices
-    # the complement of the k lowest: the T*T - k highest (5x faster than the k lowest at the
-    # authors' 0.9; the same entries unless values tie at the boundary)
+    # the T*T - k highest: 5x faster than the k lowest at the authors' ratio of 0.9
     highest = flat.topk(flat.shape[1] - k, dim=1, largest=True).indices
     drop = torch.ones_like(flat, dtype=torch.bool).scatter_(1, highest, False)
     if keep_cls:

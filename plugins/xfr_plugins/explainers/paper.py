@@ -501,20 +501,17 @@ class PaperExplainer:
         masked = []
         for s in names:
             rows = needs[s] + [n + i for i in needs[s]]  # probes, then galleries
-            m = torch.from_numpy(np.concatenate([masks[s], masks[s]])[rows]).to(faces.device)
-            m = m[:, None].to(faces.dtype)
+            m = torch.from_numpy(masks[s][needs[s] * 2]).to(faces.device)[:, None]
+            m = m.to(faces.dtype)
             masked.append(faces[rows] * (1 - m) + fill[rows] * m)
         emb = (embed_in_chunks(verifier, torch.cat(masked), self.batch_size) if names
                else decided.embeddings[:0])
         # per strategy: pair i -> (masked probe, masked gallery) embeddings
-        per_strategy: dict[str, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
-        start = 0
-        for s in names:
-            k = len(needs[s])
-            block = emb[start:start + 2 * k]
-            per_strategy[s] = {i: (block[j:j + 1], block[k + j:k + j + 1])
-                               for j, i in enumerate(needs[s])}
-            start += 2 * k
+        per_strategy = {
+            s: {i: (block[j:j + 1], block[len(needs[s]) + j:len(needs[s]) + j + 1])
+                for j, i in enumerate(needs[s])}
+            for s, block in zip(names, emb.split([2 * len(needs[s]) for s in names]),
+                                strict=True)}
         if clock is not None:
             clock.lap("masked_embed")
         e_p, e_g = decided.probe_embeddings, decided.gallery_embeddings

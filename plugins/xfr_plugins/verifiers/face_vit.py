@@ -121,10 +121,12 @@ class FaceViTConfig:
         return cfg
 
 
-#: Images per forward call of ``embed``: chosen by measurement on 2 CPU cores (the default
-#: model: 5.8 CPU-ms per face at 32, 6.8 at 64, 11.4 at 256, where the activations no longer
-#: stay in cache); the embeddings are the same for every chunk size measured (1 to 256).
+#: Images per forward call of ``embed`` on the CPU: chosen by measurement on 2 CPU cores (the
+#: default model: 5.8 CPU-ms per face at 32, 6.8 at 64, 11.4 at 256, where the activations no
+#: longer stay in cache); the embeddings are the same for every chunk size measured (1 to 256).
 EMBED_BATCH = 32
+#: Images per forward call of ``embed`` on other devices (a GPU wants large batches).
+EMBED_BATCH_DEVICE = 256
 
 #: The squared L2 distance of two L2-normalised embeddings lies in [0, 4].
 DISTANCE_RANGE = (0.0, 4.0)
@@ -217,11 +219,15 @@ class FaceViTModel(nn.Module):
         return self.backbone.forward_features(self.preprocess(images))[:, 0]
 
 
-def normalised_embeddings(forward: Any, images: torch.Tensor, flip: bool, batch_size: int,
-                          device: torch.device) -> torch.Tensor:
-    """L2-normalised ``forward`` outputs in chunks; with ``flip``, the normalised sum of the
-    image's and its mirror image's normalised embeddings (the Face Transformer's evaluation;
-    docs/method.md, "Verification accuracy")."""
+def normalised_embeddings(forward: Any, images: torch.Tensor, flip: bool,
+                          batch_size: int | None, device: torch.device) -> torch.Tensor:
+    """L2-normalised ``forward`` outputs in chunks of ``batch_size`` images (``None``:
+    :data:`EMBED_BATCH` on the CPU, :data:`EMBED_BATCH_DEVICE` elsewhere); with ``flip``, the
+    normalised sum of the image's and its mirror image's normalised embeddings (the Face
+    Transformer's evaluation; docs/method.md, "Verification accuracy")."""
+    if batch_size is None:
+        on_cpu = torch.device(device).type == "cpu"
+        batch_size = EMBED_BATCH if on_cpu else EMBED_BATCH_DEVICE
     out = []
     with torch.inference_mode():
         for chunk in images.split(batch_size):
@@ -276,7 +282,7 @@ class FaceViTVerifier:
             return F.linear(features, head.weight)
         return head.s * head.cosine(features)
 
-    def embed(self, images: torch.Tensor, batch_size: int = EMBED_BATCH) -> torch.Tensor:
+    def embed(self, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         """L2-normalised embeddings ``(N, D)``; image + flip when ``flip`` is set."""
         images = check_faces(images, self.input_size)
         return normalised_embeddings(self.model, images, self.flip, batch_size, self.device)

@@ -27,7 +27,6 @@ from timm.models.vision_transformer import VisionTransformer
 from xfr.errors import ModelError
 from xfr.interfaces.images import check_faces
 from xfr_plugins.verifiers.face_vit import (
-    EMBED_BATCH,
     check_threshold,
     normalised_embeddings,
     squared_l2,
@@ -232,7 +231,7 @@ class TimmViTVerifier:
         x = self.model.forward_features(self.preprocess(images))
         return self.model.forward_head(x, pre_logits=True)
 
-    def embed(self, images: torch.Tensor, batch_size: int = EMBED_BATCH) -> torch.Tensor:
+    def embed(self, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         """L2-normalised embeddings ``(N, D)``; image + flip when ``flip`` is set."""
         images = check_faces(images, self.input_size)
         return normalised_embeddings(self.features, images, self.flip, batch_size, self.device)
