@@ -135,6 +135,47 @@ def test_reference_curves_are_the_distances_of_the_reference_maps(cached):
     assert not np.allclose(got["center-blob"], got["random-shared"], atol=1e-3)
 
 
+def test_the_unperturbed_step_of_every_curve_is_the_verified_distance(cached):
+    """The curves reuse the embeddings that verified each pair: the deletion curve starts and
+    the insertion curve ends at exactly the pair's decision distance, for every method."""
+    ev = cached["ev"]
+    checked = 0
+    for info in ev.tp + ev.tn:
+        e_p, e_g = info.embeddings
+        for records in cached["records"].values():
+            for curves in records.get(info.key, {}).get("curves", {}).values():
+                if not isinstance(curves, dict) or "deletion" not in curves:
+                    continue
+                assert curves["deletion"][0] == info.distance
+                assert curves["insertion"][-1] == info.distance
+                checked += 1
+        assert e_g.shape == e_p.shape
+    assert checked >= 4 * len(REFERENCES)
+
+
+def test_a_unit_embeds_only_the_perturbed_faces(cached, monkeypatch):
+    """Recomputing the center-blob unit passes only its perturbed faces through the model (the
+    unperturbed ones were embedded once, to verify the pairs; the blank face once per run), and
+    gives the cached records."""
+    ev = cached["ev"]
+    real = ev.verifier.embed
+    images: list[int] = []
+
+    def counted(faces):  # type: ignore[no-untyped-def]
+        images.append(faces.shape[0])
+        return real(faces)
+
+    monkeypatch.setattr(ev.verifier, "embed", counted)
+    infos = ev.tp + ev.tn
+    blank = 1 if ev._blank is None else 0  # the blank face: once per run
+    records = ev.unit_named("center-blob").compute(infos)
+    # fractions 0, 0.5, 1: one perturbed step per curve; a true positive perturbs its probe, a
+    # true negative both faces
+    assert sum(images) == 2 * (len(ev.tp) * 1 + len(ev.tn) * 2) + blank
+    for info, rec in zip(infos, records, strict=True):
+        assert rec["curves"] == cached["records"]["center-blob"][info.key]["curves"]
+
+
 def test_continuous_curves_are_read_from_the_cached_distances(cached, default_run):
     r = default_run["r"]
     ev = cached["ev"]

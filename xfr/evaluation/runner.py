@@ -306,6 +306,10 @@ class PairInfo:
     key: str
     distance: float
     same: bool
+    #: The unperturbed probe's and gallery's embeddings that gave ``distance`` (``None`` when
+    #: not known); the curves' unperturbed steps reuse them instead of embedding again.
+    embeddings: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False,
+                                                             compare=False)
 
     def decision(self, threshold: float) -> Decision:
         """The verifier's decision on this pair at ``threshold`` (paper Sec. 3.1)."""
@@ -404,9 +408,10 @@ class Evaluation:
                 self.skipped.append({"pair": f"{p.probe} | {p.gallery}",
                                      "reason": "a face could not be aligned"})
                 continue
-            d = float(verifier.distance(emb[where[p.probe]][None], emb[where[p.gallery]][None])[0])
+            e_p, e_g = emb[where[p.probe]], emb[where[p.gallery]]
+            d = float(verifier.distance(e_p[None], e_g[None])[0])
             key = hashlib.sha1((digests[p.probe] + digests[p.gallery]).encode()).hexdigest()[:20]
-            infos.append(PairInfo(i, p, key, d, p.same))
+            infos.append(PairInfo(i, p, key, d, p.same, (e_p.numpy(), e_g.numpy())))
         return infos
 
     # -- units ------------------------------------------------------------------------------
@@ -436,8 +441,8 @@ class Evaluation:
             seeds = [pair_seed(self.s.seed, infos[j].key, "ties") for j in idx]
             key = tuple(idx)
             if key not in self._originals:
-                self._originals[key] = (self.verifier.embed(probes[idx]),
-                                        self.verifier.embed(galleries[idx]))
+                self._originals[key] = self._unperturbed([infos[j] for j in idx],
+                                                         probes[idx], galleries[idx])
             for mode in self.s.curves:
                 d = curve_distances(self.verifier, probes[idx], galleries[idx], m[:, 0],
                                     None if positive else m[:, 1], fractions=self.fractions,
@@ -446,6 +451,21 @@ class Evaluation:
                 for row, j in enumerate(idx):
                     out.setdefault(j, {})[mode] = [float(x) for x in d[row]]
         return out
+
+    def _unperturbed(self, infos: list[PairInfo], probes: Any, galleries: Any
+                     ) -> tuple[Any, Any]:
+        """The unperturbed probes' and galleries' embeddings: those that verified the pairs
+        when every pair carries them, so that a curve's unperturbed step is the pair's decision
+        distance exactly (embedding again costs two model passes per pair and unit, and may
+        differ in the last bits: float32 matrix products can block differently by batch size),
+        else embedded now."""
+        import torch
+
+        known = [info.embeddings for info in infos]
+        if all(e is not None for e in known):
+            return (torch.from_numpy(np.stack([e[0] for e in known if e is not None])),
+                    torch.from_numpy(np.stack([e[1] for e in known if e is not None])))
+        return self.verifier.embed(probes), self.verifier.embed(galleries)
 
     def paper_options(self, generator: str) -> dict[str, Any]:
         """The paper explainer's options for ``generator``'s unit: :data:`PAPER_EVAL_OPTIONS`
