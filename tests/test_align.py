@@ -163,6 +163,28 @@ def test_the_cache_aligns_a_file_once_and_keys_it_by_content_and_detector(lfw_ro
     assert crop.max() > 0 and len(list((tmp_path / "cache").rglob("*.png"))) == 2
 
 
+def test_crops_of_another_alignment_version_are_never_read(lfw_root, tmp_path):
+    """A cache made by other alignment code (version 1 stored its crops directly under the
+    root) is not served: the photo is aligned again and stored under this version."""
+    import shutil
+
+    from PIL import Image
+
+    from xfr.align import ALIGNMENT_VERSION, file_digest
+
+    src = tmp_path / "a.jpg"
+    shutil.copy(_photo(lfw_root), src)
+    digest = file_digest(src)
+    legacy = tmp_path / "cache" / digest[:2] / f"{digest}.png"
+    legacy.parent.mkdir(parents=True)
+    Image.fromarray(np.zeros((112, 112, 3), np.uint8)).save(legacy)
+    crop = AlignmentCache(tmp_path / "cache").get(src)
+    assert crop.max() > 0
+    np.testing.assert_array_equal(crop, align(src))
+    stored = tmp_path / "cache" / f"v{ALIGNMENT_VERSION}" / digest[:2] / f"{digest}.png"
+    assert stored.is_file()
+
+
 def test_dlib_finds_the_same_five_landmarks_as_yunet(lfw_root):
     pytest.importorskip("dlib")
     pytest.importorskip("face_recognition_models")

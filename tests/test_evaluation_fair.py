@@ -153,6 +153,20 @@ def test_the_unperturbed_step_of_every_curve_is_the_verified_distance(cached):
     assert checked >= 4 * len(REFERENCES)
 
 
+def test_results_are_keyed_by_the_model_and_the_version_of_the_crops(cached, monkeypatch):
+    """Embeddings and unit records live under the model's fingerprint and the alignment
+    version: crops made by other alignment code never meet results made from these."""
+    import xfr.align
+
+    ev = cached["ev"]
+    here = ev.results_root()
+    assert here.name == f"{ev.fingerprint[:16]}-a{xfr.align.ALIGNMENT_VERSION}"
+    assert (here / "embeddings.npz").is_file()
+    assert ev.unit_dir(ev.unit_named("center-blob")).parent == here
+    monkeypatch.setattr(xfr.align, "ALIGNMENT_VERSION", xfr.align.ALIGNMENT_VERSION + 1)
+    assert ev.results_root() != here and not ev.results_root().exists()
+
+
 def test_a_unit_embeds_only_the_perturbed_faces(cached, monkeypatch):
     """Recomputing the center-blob unit passes only its perturbed faces through the model (the
     unperturbed ones were embedded once, to verify the pairs; the blank face once per run), and

@@ -473,11 +473,21 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
+#: The version of the crops :func:`align` makes. Bump it with every change that moves a pixel
+#: of a crop (decoding, detection, landmarks, the warp): :class:`AlignmentCache` keeps each
+#: version's crops apart and ``xfr evaluate`` keys its results by it, so that no cache serves
+#: crops, embeddings or curves made by other code (docs/design.md, "Caches").
+#: 2: since issue 16 (photos reduced before the warp, large faces re-detected at LFW scale);
+#: 1: before (LFW crops up to 2 of 255 levels apart from version 2's).
+ALIGNMENT_VERSION = 2
+
+
 class AlignmentCache:
     """Aligned crops cached on disk by file hash, so a dataset is aligned only once.
 
-    Crops are stored as ``<root>/<sha1[:2]>/<sha1>.png`` (lossless) for YuNet, and as
-    ``<sha1>.<detector>.png`` for another ``detector``.
+    Crops are stored as ``<root>/v<ALIGNMENT_VERSION>/<sha1[:2]>/<sha1>.png`` (lossless) for
+    YuNet, and as ``<sha1>.<detector>.png`` for another ``detector``; crops of another
+    :data:`ALIGNMENT_VERSION` (version 1 lay directly under ``<root>``) are never read.
     """
 
     def __init__(self, root: str | Path, detector: str = "yunet") -> None:
@@ -487,7 +497,7 @@ class AlignmentCache:
 
     def _path(self, digest: str) -> Path:
         suffix = "" if self.detector == "yunet" else f".{self.detector}"
-        return self.root / digest[:2] / f"{digest}{suffix}.png"
+        return self.root / f"v{ALIGNMENT_VERSION}" / digest[:2] / f"{digest}{suffix}.png"
 
     def get(self, path: str | Path, *, multiple: str = "largest") -> np.ndarray:
         from PIL import Image

@@ -386,7 +386,7 @@ class Evaluation:
         files = sorted(crops)
         where = {f: i for i, f in enumerate(files)}
         # embeddings of the unperturbed faces, cached per model and image hash
-        store = self.cache_root / self.fingerprint[:16] / "embeddings.npz"
+        store = self.results_root() / "embeddings.npz"
         known: dict[str, np.ndarray] = {}
         if store.exists():
             with np.load(store) as z:
@@ -626,7 +626,15 @@ class Evaluation:
     def unit_dir(self, unit: Unit) -> Path:
         settings = {**unit.settings, "fractions": [float(f) for f in self.fractions],
                     "seed": self.s.seed, "fill": "zeros", "curves": sorted(self.s.curves)}
-        return self.cache_root / self.fingerprint[:16] / f"{unit.name}-{_digest(settings)[:10]}"
+        return self.results_root() / f"{unit.name}-{_digest(settings)[:10]}"
+
+    def results_root(self) -> Path:
+        """The cache folder of this model's embeddings and units: by the model's fingerprint
+        and the version of the aligned crops (:data:`xfr.align.ALIGNMENT_VERSION`), so that
+        results made from other weights or other crops are never read."""
+        from xfr.align import ALIGNMENT_VERSION
+
+        return self.cache_root / f"{self.fingerprint[:16]}-a{ALIGNMENT_VERSION}"
 
     def run_unit(self, unit: Unit) -> dict[str, dict[str, Any]]:
         """Compute the missing pairs of ``unit`` (this shard's share); return every cached
