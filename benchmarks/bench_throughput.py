@@ -34,8 +34,8 @@ def lfw_faces(lfw: Path, n: int) -> tuple[Any, Any]:
 
     chosen = fold10_pairs(lfw, n)
     k = len(chosen)
-    photos = [np.asarray(Image.open(p.probe).convert("RGB")) for p in chosen[:k]]
-    photos += [np.asarray(Image.open(p.gallery).convert("RGB")) for p in chosen[:k]]
+    photos = [np.asarray(Image.open(p.probe).convert("RGB")) for p in chosen]
+    photos += [np.asarray(Image.open(p.gallery).convert("RGB")) for p in chosen]
     faces = to_tensor(prepare(photos))
     reps = -(-n // k)
     probes, galleries = faces[:k].repeat(reps, 1, 1, 1)[:n], faces[k:].repeat(reps, 1, 1, 1)[:n]

@@ -1,9 +1,12 @@
 """The summary tables of reports/lfw/README.md from one run's ``deletion.csv`` and
 ``differences.csv``: per method and reading, the AUC with its paired differences against
 ``random-shared`` and ``center-blob`` (check marks as in ``deletion.md``), and the count of
-checks won, not shown and lost against those two references.
+checks won, not shown and lost against those two references. With ``--subset``: the table
+of reports/lfw/compare/README.md, every method on the run's baselines' subset (its pairs, the
+checks won / not shown / lost / without a verdict, its areas under the rate curves).
 
     python reports/lfw/summary.py reports/lfw/default-full
+    python reports/lfw/summary.py reports/lfw/compare --subset
 """
 
 from __future__ import annotations
@@ -61,5 +64,32 @@ def main(folder: Path) -> None:
         print(f"- {m}: {c['better']} / {c['no difference shown']} / {c['worse']}")
 
 
+def subset_table(folder: Path) -> str:
+    """Every method on the baselines' subset, ordered by checks won (the references last)."""
+    areas = {(r["curve"], r["decision"], r["method"]): r for r in _rows(folder / "deletion.csv")
+             if r["pairs"] == "subset" and r["kind"] == "rate"}
+    methods = list(dict.fromkeys(m for (_, _, m) in areas))
+    verdicts: dict[str, Counter[str]] = {m: Counter() for m in methods}
+    for r in _rows(folder / "differences.csv"):
+        if r["pairs"] == "subset" and r["reference"] in REFERENCES and r["method"] in verdicts:
+            verdicts[r["method"]][r["verdict"]] += 1
+    better = {"deletion": "lower", "insertion": "higher"}
+    lines = ["| method | TP + TN | won | no difference | worse | too few pairs | "
+             + " | ".join(f"{curve} rate, {decision} ({better[curve]})"
+                          for curve, decision, _ in READINGS) + " |",
+             "|---|---:|---:|---:|---:|---:|" + "---:|" * len(READINGS)]
+    for m in sorted(methods, key=lambda m: (m in REFERENCES, -verdicts[m]["better"],
+                                            verdicts[m]["worse"])):
+        tp, tn = (areas[("deletion", d, m)]["n"] for d in ("positive", "negative"))
+        c = verdicts[m]
+        cells = [f"{float(areas[(curve, d, m)]['auc']):.3f}" for curve, d, _ in READINGS]
+        lines.append(f"| `{m}` | {tp} + {tn} | {c['better']} | {c['no difference shown']} | "
+                     f"{c['worse']} | {c['too few pairs']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    if "--subset" in sys.argv[2:]:
+        print(subset_table(Path(sys.argv[1])))
+    else:
+        main(Path(sys.argv[1]))

@@ -306,14 +306,24 @@ class PairInfo:
     key: str
     distance: float
     same: bool
-    #: The unperturbed probe's and gallery's embeddings that gave ``distance`` (``None`` when
-    #: not known); the curves' unperturbed steps reuse them instead of embedding again.
-    embeddings: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False,
-                                                             compare=False)
+    #: The unperturbed probe's and gallery's embeddings that gave ``distance``; the curves'
+    #: unperturbed steps reuse them instead of embedding the pair again.
+    embeddings: tuple[np.ndarray, np.ndarray] = field(repr=False, compare=False)
 
     def decision(self, threshold: float) -> Decision:
         """The verifier's decision on this pair at ``threshold`` (paper Sec. 3.1)."""
         return decide(self.distance, threshold)
+
+
+def _verified_embeddings(infos: list[PairInfo]) -> tuple[Any, Any]:
+    """The probes' and galleries' embeddings ``(N, D)`` that verified ``infos``: a curve's
+    unperturbed step is then the pair's decision distance exactly, and costs no model pass
+    (embedding again would cost two per pair and unit, and may differ in the last bits: float32
+    matrix products can block differently by batch size)."""
+    import torch
+
+    return (torch.from_numpy(np.stack([i.embeddings[0] for i in infos])),
+            torch.from_numpy(np.stack([i.embeddings[1] for i in infos])))
 
 
 @dataclass
@@ -337,8 +347,6 @@ class Evaluation:
         self.fractions = check_fractions(settings.fractions)
         self.skipped: list[dict[str, str]] = []
         self._blank: Any = None
-        #: Embeddings of the unperturbed faces of the current batch, per subset of it.
-        self._originals: dict[tuple[int, ...], tuple[Any, Any]] = {}
         self.tp: list[PairInfo] = []
         self.tn: list[PairInfo] = []
         #: The seeded order of the true positives and true negatives the limits take from.
@@ -439,33 +447,15 @@ class Evaluation:
                 continue
             m = np.stack([maps[j] for j in idx]).astype(np.float32)
             seeds = [pair_seed(self.s.seed, infos[j].key, "ties") for j in idx]
-            key = tuple(idx)
-            if key not in self._originals:
-                self._originals[key] = self._unperturbed([infos[j] for j in idx],
-                                                         probes[idx], galleries[idx])
+            unperturbed = _verified_embeddings([infos[j] for j in idx])
             for mode in self.s.curves:
                 d = curve_distances(self.verifier, probes[idx], galleries[idx], m[:, 0],
                                     None if positive else m[:, 1], fractions=self.fractions,
                                     mode=mode, seeds=seeds, batch_size=self.s.embed_batch,
-                                    embeddings=self._originals[key], blank=self._blank)
+                                    embeddings=unperturbed, blank=self._blank)
                 for row, j in enumerate(idx):
                     out.setdefault(j, {})[mode] = [float(x) for x in d[row]]
         return out
-
-    def _unperturbed(self, infos: list[PairInfo], probes: Any, galleries: Any
-                     ) -> tuple[Any, Any]:
-        """The unperturbed probes' and galleries' embeddings: those that verified the pairs
-        when every pair carries them, so that a curve's unperturbed step is the pair's decision
-        distance exactly (embedding again costs two model passes per pair and unit, and may
-        differ in the last bits: float32 matrix products can block differently by batch size),
-        else embedded now."""
-        import torch
-
-        known = [info.embeddings for info in infos]
-        if all(e is not None for e in known):
-            return (torch.from_numpy(np.stack([e[0] for e in known if e is not None])),
-                    torch.from_numpy(np.stack([e[1] for e in known if e is not None])))
-        return self.verifier.embed(probes), self.verifier.embed(galleries)
 
     def paper_options(self, generator: str) -> dict[str, Any]:
         """The paper explainer's options for ``generator``'s unit: :data:`PAPER_EVAL_OPTIONS`
@@ -479,7 +469,6 @@ class Evaluation:
             from xfr import registry
 
             probes, galleries = self._tensors(infos)
-            self._originals = {}
             explainer = registry.create("explainer", "paper")
             expl = explainer.explain_pairs(self.verifier, probes, galleries, **opts)
             heat = {j: e.heatmaps for j, e in enumerate(expl) if e.heatmaps is not None}
@@ -527,7 +516,6 @@ class Evaluation:
 
         def compute(infos: list[PairInfo]) -> list[dict[str, Any]]:
             probes, galleries = self._tensors(infos)
-            self._originals = {}
             maps = reference_maps(name, [i.key for i in infos], self.s.seed,
                                   tuple(probes.shape[-2:]))
             curves = self._curves(infos, probes, galleries, dict(enumerate(maps)))
@@ -543,7 +531,6 @@ class Evaluation:
             from xfr import registry
 
             probes, galleries = self._tensors(infos)
-            self._originals = {}
             explainer = registry.create("explainer", name, **opts)
             expl = explainer.explain_pairs(self.verifier, probes, galleries)
             heat = {j: e.heatmaps for j, e in enumerate(expl) if e.heatmaps is not None}
