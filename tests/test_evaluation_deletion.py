@@ -153,6 +153,25 @@ def test_known_original_and_blank_embeddings_are_not_recomputed():
                         embeddings=(known[0][:2], known[1]))
 
 
+def test_only_the_faces_a_step_reads_are_embedded():
+    probes, galleries = positive_pairs(4)
+    maps = maps_for(4, 1.0, 0.0)
+    full = curve_distances(RegionVerifier(), probes, galleries, maps)
+    # without the 0 % step no unperturbed probe is embedded: galleries (4) + 9 inner steps
+    # of 4 pairs + the blank image; the steps equal those of the whole curve
+    v = RegionVerifier()
+    inner = curve_distances(v, probes, galleries, maps, fractions=F[1:])
+    assert v.images_seen == 4 + 4 * 9 + 1
+    np.testing.assert_array_equal(inner, full[:, 1:])
+    # without the 100 % step no blank image either; negative pairs (both faces perturbed)
+    # then embed no unperturbed face at all
+    v = RegionVerifier()
+    both = curve_distances(v, probes, galleries, maps, maps, fractions=F[1:-1])
+    assert v.images_seen == 2 * 4 * 9
+    np.testing.assert_array_equal(
+        both, curve_distances(RegionVerifier(), probes, galleries, maps, maps)[:, 1:-1])
+
+
 def test_unperturbed_and_blank_steps_equal_a_direct_embedding():
     v = RegionVerifier()
     probes, galleries = positive_pairs(2)

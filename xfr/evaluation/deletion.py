@@ -33,7 +33,8 @@ insertion     negative    higher (TNR rises fast)      higher (distance returns 
 ============  ==========  ===========================  ===============================
 
 Equal heatmap values are ordered at random (a seed per pair), never by raster position. The
-unperturbed and fully zeroed images are embedded once, not once per step. The perturbed faces
+unperturbed and fully zeroed images are embedded once, not once per step, and only when a step
+reads them (a curve without its unperturbed step embeds no unperturbed probe). The perturbed faces
 are built a few pairs at a time, just before they are embedded, in calls of at most
 ``batch_size`` images, at most :data:`CPU_EMBED_CHUNK` for a verifier on the CPU (the distances
 are the same, bit for bit, for a verifier whose embeddings do not depend on the batch).
@@ -208,28 +209,46 @@ def _embed(verifier: Any, images: torch.Tensor, chunk: int) -> torch.Tensor:
     return torch.cat([verifier.embed(part) for part in images.split(chunk)])
 
 
-def _embed_steps(verifier: Any, images: torch.Tensor, ranks: torch.Tensor, counts: np.ndarray,
-                 mode: str, chunk: int, original: torch.Tensor,
-                 blank: torch.Tensor) -> torch.Tensor:
-    """Embeddings ``(N, S, D)`` of every perturbed step; unperturbed and blank steps reuse
-    ``original`` ``(N, D)`` and ``blank`` ``(D,)``. The perturbed faces of as many pairs as fill
-    ``chunk`` images (at least one pair) are built at a time and embedded in calls of at most
-    ``chunk`` images."""
-    n, pixels = images.shape[0], images.shape[-1] * images.shape[-2]
+def _step_kinds(counts: np.ndarray, mode: str, pixels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the steps at which a face is unperturbed and at which it is blank (zeroed)."""
     as_original = counts == (0 if mode == "deletion" else pixels)
     as_blank = counts == (pixels if mode == "deletion" else 0)
+    return as_original, as_blank
+
+
+def _embed_steps(verifier: Any, images: torch.Tensor, ranks: torch.Tensor, counts: np.ndarray,
+                 mode: str, chunk: int, original: torch.Tensor | None,
+                 blank: torch.Tensor | None) -> torch.Tensor:
+    """Embeddings ``(N, S, D)`` of every perturbed step; unperturbed and blank steps reuse
+    ``original`` ``(N, D)`` and ``blank`` ``(D,)`` (``None`` when the steps have none). The
+    perturbed faces of as many pairs as fill ``chunk`` images (at least one pair) are built at
+    a time and embedded in calls of at most ``chunk`` images."""
+    n, pixels = images.shape[0], images.shape[-1] * images.shape[-2]
+    as_original, as_blank = _step_kinds(counts, mode, pixels)
     todo = np.flatnonzero(~(as_original | as_blank))
-    dim = original.shape[-1]
-    out = torch.empty((n, len(counts), dim), dtype=original.dtype)
-    out[:, torch.from_numpy(as_original)] = original[:, None].cpu().to(out.dtype)
-    out[:, torch.from_numpy(as_blank)] = blank.cpu().to(out.dtype)
+    out: torch.Tensor | None = None
+
+    def fill(where: np.ndarray | torch.Tensor, emb: torch.Tensor,
+             rows: slice = slice(None)) -> None:
+        nonlocal out
+        if out is None:
+            out = torch.empty((n, len(counts), emb.shape[-1]), dtype=emb.dtype)
+        out[rows, torch.as_tensor(where)] = emb.cpu().to(out.dtype)
+
+    if as_original.any():
+        assert original is not None
+        fill(as_original, original[:, None])
+    if as_blank.any():
+        assert blank is not None
+        fill(as_blank, blank)
     if len(todo):
         steps, where = counts[todo], torch.from_numpy(todo)
         per = max(1, chunk // len(todo))  # pairs per block of perturbed faces
         for s in range(0, n, per):
             block = perturbed(images[s : s + per], ranks[s : s + per], steps, mode)
             emb = _embed(verifier, block.reshape(-1, *images.shape[1:]), chunk)
-            out[s : s + per, where] = emb.reshape(-1, len(todo), dim).cpu().to(out.dtype)
+            fill(where, emb.reshape(-1, len(todo), emb.shape[-1]), slice(s, s + per))
+    assert out is not None
     return out
 
 
@@ -276,18 +295,26 @@ def _curve_distances(verifier: Any, probes: torch.Tensor, galleries: torch.Tenso
                      blank: torch.Tensor | None) -> np.ndarray:
     """:func:`curve_distances` after its checks, in calls of at most ``chunk`` images."""
     n = probes.shape[0]
+    # Only what the steps read is embedded: a probe's unperturbed embedding only for an
+    # unperturbed step, a gallery's also when it is never perturbed (positive pairs).
+    as_original, as_blank = _step_kinds(counts, mode, probes.shape[-1] * probes.shape[-2])
+    e_p: torch.Tensor | None
+    e_g: torch.Tensor | None
     if embeddings is None:
-        e_p, e_g = _embed(verifier, probes, chunk), _embed(verifier, galleries, chunk)
+        e_p = _embed(verifier, probes, chunk) if as_original.any() else None
+        e_g = (_embed(verifier, galleries, chunk)
+               if as_original.any() or gallery_maps is None else None)
     else:
         e_p, e_g = embeddings
         if e_p.shape[0] != n or e_g.shape[0] != n:
             raise ValueError(f"embeddings must have {n} rows each, got {e_p.shape[0]} and "
                              f"{e_g.shape[0]}")
-    if blank is None:
+    if blank is None and as_blank.any():
         blank = verifier.embed(torch.zeros_like(probes[:1]))[0]
     ranks_p = torch.from_numpy(pixel_ranks(probe_maps, seeds)).to(probes.device)
     steps_p = _embed_steps(verifier, probes, ranks_p, counts, mode, chunk, e_p, blank)
     if gallery_maps is None:
+        assert e_g is not None
         steps_g = e_g.cpu()[:, None].expand_as(steps_p)
     else:
         # a different tie-break stream for the gallery than for the probe
