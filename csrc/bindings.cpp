@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "kernels.hpp"
@@ -72,6 +73,73 @@ xfr::KernelCentre centre_of(const std::string& centre) {
   throw py::value_error("centre must be 'opencv' or 'authors', got '" + centre + "'");
 }
 
+
+// A float32 or float64 array of any shape, C-contiguous and aligned: its element count, and
+// whether it is float64.
+std::size_t values_of(const py::array& a, const char* name, bool* is_double) {
+  const py::dtype dt = a.dtype();
+  *is_double = dt.is(py::dtype::of<double>());
+  if (!*is_double && !dt.is(py::dtype::of<float>()))
+    throw py::value_error(std::string(name) + " must be float32 or float64");
+  const int need = py::array::c_style | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+  if ((a.flags() & need) != need)
+    throw py::value_error(std::string(name) + " must be C-contiguous and aligned");
+  return static_cast<std::size_t>(a.size());
+}
+
+// Arrays of one dtype and shape (the first one's); returns whether it is float64.
+bool same_values(const std::vector<std::pair<const py::array*, const char*>>& arrays) {
+  bool first_double = false;
+  values_of(*arrays[0].first, arrays[0].second, &first_double);
+  const py::array& ref = *arrays[0].first;
+  for (std::size_t i = 1; i < arrays.size(); ++i) {
+    bool is_double = false;
+    values_of(*arrays[i].first, arrays[i].second, &is_double);
+    const py::array& a = *arrays[i].first;
+    bool same_shape = a.ndim() == ref.ndim();
+    for (py::ssize_t k = 0; same_shape && k < a.ndim(); ++k) same_shape = a.shape(k) == ref.shape(k);
+    if (is_double != first_double || !same_shape)
+      throw py::value_error(std::string(arrays[0].second) + " and " + arrays[i].second +
+                            " must have the same dtype and shape");
+  }
+  return first_double;
+}
+
+template <class T>
+py::array_t<T> like(const py::array& a) {
+  return py::array_t<T>(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
+}
+
+template <class T>
+py::array safe_divide_as(const py::array& a, const py::array& b, int threads) {
+  py::array_t<T> out = like<T>(a);
+  const T* pa = static_cast<const T*>(a.data());
+  const T* pb = static_cast<const T*>(b.data());
+  T* po = out.mutable_data();
+  const std::size_t n = static_cast<std::size_t>(a.size());
+  {
+    py::gil_scoped_release nogil;
+    xfr::safe_divide<T>(pa, pb, n, po, threads);
+  }
+  return std::move(out);
+}
+
+template <class T>
+py::tuple alpha_beta_as(const py::array& r, const py::array& zs, const py::array& za,
+                        double alpha, int threads) {
+  py::array_t<T> sgn = like<T>(r), ab = like<T>(r);
+  const T* pr = static_cast<const T*>(r.data());
+  const T* ps = static_cast<const T*>(zs.data());
+  const T* pa = static_cast<const T*>(za.data());
+  T* o1 = sgn.mutable_data();
+  T* o2 = ab.mutable_data();
+  const std::size_t n = static_cast<std::size_t>(r.size());
+  {
+    py::gil_scoped_release nogil;
+    xfr::alpha_beta_shares<T>(pr, ps, pa, n, alpha, o1, o2, threads);
+  }
+  return py::make_tuple(sgn, ab);
+}
 }  // namespace
 
 PYBIND11_MODULE(_kernels, m) {
@@ -201,4 +269,24 @@ PYBIND11_MODULE(_kernels, m) {
       },
       py::arg("maps"), py::arg("dilate_w"), py::arg("dilate_h"), py::arg("gaussian_size"),
       py::arg("sigma"), py::arg("centre") = "opencv");
+  m.def(
+      "safe_divide",
+      [](const py::array& a, const py::array& b, int threads) {
+        const bool is_double = same_values({{&a, "a"}, {&b, "b"}});
+        return is_double ? safe_divide_as<double>(a, b, threads)
+                         : safe_divide_as<float>(a, b, threads);
+      },
+      py::arg("a"), py::arg("b"), py::arg("threads") = 1);
+
+  m.def(
+      "alpha_beta_shares",
+      [](const py::array& relevance, const py::array& z_signed, const py::array& z_abs,
+         double alpha, int threads) {
+        const bool is_double = same_values(
+            {{&relevance, "relevance"}, {&z_signed, "z_signed"}, {&z_abs, "z_abs"}});
+        return is_double ? alpha_beta_as<double>(relevance, z_signed, z_abs, alpha, threads)
+                         : alpha_beta_as<float>(relevance, z_signed, z_abs, alpha, threads);
+      },
+      py::arg("relevance"), py::arg("z_signed"), py::arg("z_abs"), py::arg("alpha"),
+      py::arg("threads") = 1);
 }

@@ -166,11 +166,14 @@ constexpr double kWorkPerThread = 1 << 17;  // pixel operations that pay for sta
 // Runs make_worker() once per thread (per-thread scratch) and calls worker(i) for every image
 // i < n. The calling thread is one of the workers. The first exception (lowest image index
 // among those seen) is rethrown after all threads joined.
+// max_threads > 0 caps the threads at that instead of num_threads().
 template <class MakeWorker>
-void for_each_image(std::size_t n, double work_per_image, MakeWorker make_worker) {
+void for_each_image(std::size_t n, double work_per_image, MakeWorker make_worker,
+                    int max_threads = 0) {
   const double by_work = std::max(1.0, static_cast<double>(n) * work_per_image / kWorkPerThread);
+  const int allowed = max_threads > 0 ? max_threads : num_threads();
   const std::size_t threads = static_cast<std::size_t>(
-      std::min({static_cast<double>(num_threads()), static_cast<double>(n), by_work}));
+      std::min({static_cast<double>(allowed), static_cast<double>(n), by_work}));
   std::atomic<std::size_t> next{0};
   std::atomic<bool> stop{false};
   std::mutex mutex;
@@ -988,5 +991,110 @@ void smooth_heatmap(const float* maps, Dims d, int dilate_w, int dilate_h, int g
     };
   });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Relevance propagation: element-wise, in blocks of kRelevanceBlock values over the threads.
+
+namespace {
+
+constexpr std::size_t kRelevanceBlock = 1 << 15;
+#define XFR_INLINE inline __attribute__((always_inline))
+
+// Written as the torch code is: den = b + eps; den == 0 -> eps; a / den; b == 0 -> 0.
+template <class T>
+XFR_INLINE T guarded_quotient(T a, T b) {
+  const T eps = static_cast<T>(1e-9);
+  T den = b + eps;
+  den = den == T(0) ? eps : den;
+  const T q = a / den;
+  return b == T(0) ? T(0) : q;
+}
+
+template <class Body>
+void for_each_block(std::size_t n, int threads, Body body) {
+  if (threads < 1) throw std::invalid_argument("threads must be >= 1");
+  const std::size_t blocks = (n + kRelevanceBlock - 1) / kRelevanceBlock;
+  for_each_image(
+      blocks, static_cast<double>(kRelevanceBlock),
+      [&] {
+        return [&](std::size_t i) {
+          const std::size_t begin = i * kRelevanceBlock;
+          body(begin, std::min(n, begin + kRelevanceBlock));
+        };
+      },
+      threads);
+}
+
+template <class T>
+XFR_INLINE void safe_divide_range(const T* a, const T* b, std::size_t begin, std::size_t end, T* out) {
+  for (std::size_t i = begin; i < end; ++i) out[i] = guarded_quotient(a[i], b[i]);
+}
+
+template <class T>
+XFR_INLINE void alpha_beta_range(const T* r, const T* zs, const T* za, std::size_t begin, std::size_t end,
+                      T alpha, T one_minus_alpha, bool inhibitors, T* sgn, T* ab) {
+  const T half = static_cast<T>(0.5);
+  if (!inhibitors) {
+    for (std::size_t i = begin; i < end; ++i) {
+      const T u = guarded_quotient(r[i], (zs[i] + za[i]) * half);
+      sgn[i] = u;
+      ab[i] = u;
+    }
+    return;
+  }
+  for (std::size_t i = begin; i < end; ++i) {
+    const T u = guarded_quotient(r[i], (zs[i] + za[i]) * half) * alpha;
+    const T t = guarded_quotient(r[i], (zs[i] - za[i]) * half) * one_minus_alpha;
+    sgn[i] = u + t;
+    ab[i] = u - t;
+  }
+}
+
+// The same loops compiled for AVX2 (the plain ones: the baseline), chosen at run time.
+template <class T>
+XFR_AVX2 void safe_divide_range_avx2(const T* a, const T* b, std::size_t begin, std::size_t end,
+                                     T* out) {
+  safe_divide_range(a, b, begin, end, out);
+}
+template <class T>
+XFR_AVX2 void alpha_beta_range_avx2(const T* r, const T* zs, const T* za, std::size_t begin,
+                                    std::size_t end, T alpha, T one_minus_alpha,
+                                    bool inhibitors, T* sgn, T* ab) {
+  alpha_beta_range(r, zs, za, begin, end, alpha, one_minus_alpha, inhibitors, sgn, ab);
+}
+
+}  // namespace
+
+template <class T>
+void safe_divide(const T* a, const T* b, std::size_t n, T* out, int threads) {
+  for_each_block(n, threads, [&](std::size_t begin, std::size_t end) {
+    if (cpu_has_avx2()) return safe_divide_range_avx2(a, b, begin, end, out);
+    safe_divide_range(a, b, begin, end, out);
+  });
+}
+
+template <class T>
+void alpha_beta_shares(const T* relevance, const T* z_signed, const T* z_abs, std::size_t n,
+                       double alpha, T* signed_share, T* absolute_share, int threads) {
+  if (!(alpha > 0) || !std::isfinite(alpha))
+    throw std::invalid_argument("alpha must be a finite number > 0, got " + std::to_string(alpha));
+  // As torch multiplies a T tensor by a Python float: the factor rounded to T.
+  const T a = static_cast<T>(alpha), b = static_cast<T>(1.0 - alpha);
+  const bool inhibitors = alpha != 1.0;
+  for_each_block(n, threads, [&](std::size_t begin, std::size_t end) {
+    if (cpu_has_avx2())
+      return alpha_beta_range_avx2(relevance, z_signed, z_abs, begin, end, a, b, inhibitors,
+                                   signed_share, absolute_share);
+    alpha_beta_range(relevance, z_signed, z_abs, begin, end, a, b, inhibitors, signed_share,
+                     absolute_share);
+  });
+}
+
+template void safe_divide<float>(const float*, const float*, std::size_t, float*, int);
+template void safe_divide<double>(const double*, const double*, std::size_t, double*, int);
+template void alpha_beta_shares<float>(const float*, const float*, const float*, std::size_t,
+                                       double, float*, float*, int);
+template void alpha_beta_shares<double>(const double*, const double*, const double*,
+                                        std::size_t, double, double*, double*, int);
 
 }  // namespace xfr

@@ -94,4 +94,23 @@ void gaussian(const float* maps, Dims d, int size, double sigma, float* out,
 void smooth_heatmap(const float* maps, Dims d, int dilate_w, int dilate_h, int gaussian_size,
                     double sigma, float* out, KernelCentre centre = KernelCentre::Middle);
 
+// Relevance propagation (docs/method.md, "LRP rules"), element by element over n values of
+// float or double, each in one pass over memory: the same IEEE operations in the same order as
+// the torch code they replace (xfr.kernels.relevance), so the results are equal bit for bit.
+// They use at most `threads` threads (>= 1; the caller's torch threads), not set_num_threads.
+//
+// safe_divide: out = a / den with den = b + 1e-9 (den = 1e-9 where that sum is 0), and 0 where
+// b == 0: the guard of Chefer et al.'s code, which the paper's authors ran.
+template <class T>
+void safe_divide(const T* a, const T* b, std::size_t n, T* out, int threads);
+
+// The alpha-beta rule's coefficients of one linear layer (beta = alpha - 1): with the
+// activators' and inhibitors' pre-activations z_act = (z_signed + z_abs) * 0.5 and
+// z_inh = (z_signed - z_abs) * 0.5, u = alpha * safe_divide(R, z_act) and
+// t = (1 - alpha) * safe_divide(R, z_inh); signed = u + t, absolute = u - t. For alpha == 1
+// (no inhibitors) both are safe_divide(R, z_act).
+template <class T>
+void alpha_beta_shares(const T* relevance, const T* z_signed, const T* z_abs, std::size_t n,
+                       double alpha, T* signed_share, T* absolute_share, int threads);
+
 }  // namespace xfr

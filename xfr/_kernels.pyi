@@ -30,3 +30,11 @@ def smooth_heatmap(
     maps: npt.ArrayLike, dilate_w: int, dilate_h: int, gaussian_size: int, sigma: float,
     centre: str = "opencv",
 ) -> _Maps: ...
+
+# Relevance propagation (xfr.kernels.relevance): float32 or float64 arrays of any one shape.
+_Values = npt.NDArray[np.floating]
+def safe_divide(a: npt.ArrayLike, b: npt.ArrayLike, threads: int = 1) -> _Values: ...
+def alpha_beta_shares(
+    relevance: npt.ArrayLike, z_signed: npt.ArrayLike, z_abs: npt.ArrayLike, alpha: float,
+    threads: int = 1,
+) -> tuple[_Values, _Values]: ...

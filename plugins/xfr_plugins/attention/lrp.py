@@ -33,6 +33,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from xfr.kernels.relevance import EPS, alpha_beta_shares, safe_divide
+
 __all__ = [
     "EPS",
     "add_relevance",
@@ -44,19 +46,6 @@ __all__ = [
     "readout_relevance",
     "safe_divide",
 ]
-
-#: The guard of every division (docs/method.md, "LRP rules").
-EPS = 1e-9
-
-
-def safe_divide(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a / (b + 1e-9)``, 0 where ``b == 0`` (the guard of Chefer et al.'s code, which the
-    paper's authors ran; docs/method.md, "LRP rules"): the guard is added whatever the sign
-    of ``b``, and a denominator that the guard itself cancels becomes 1e-9."""
-    den = b + EPS
-    den.masked_fill_(den == 0, EPS)
-    out = a / den
-    return out.masked_fill_(b == 0, 0.0)
 
 
 def check_alpha(alpha: float) -> float:
@@ -85,18 +74,13 @@ def linear_alpha_beta(
     Computed with four matrix products instead of eight: since ``x = x+ + x-``,
     ``|x| = x+ - x-`` (and the same for ``W``), ``z_act = (x W^T + |x| |W|^T) / 2``,
     ``z_inh = (x W^T - |x| |W|^T) / 2`` and ``R_x = (x ((u + t) W) + |x| ((u - t) |W|)) / 2``:
-    the same rule, rounded differently (docs/method.md, "LRP rules").
+    the same rule, rounded differently (docs/method.md, "LRP rules"). The element-wise steps
+    in between run in one pass (:func:`xfr.kernels.relevance.alpha_beta_shares`).
     """
     abs_x, abs_w = x.abs(), weight.abs()
     z_signed = F.linear(x, weight)
     z_abs = F.linear(abs_x, abs_w)
-    u = safe_divide(relevance, (z_signed + z_abs).mul_(0.5))
-    if alpha == 1.0:  # beta = 0: the inhibitors take nothing
-        signed, absolute = u, u
-    else:
-        u.mul_(alpha)
-        t = safe_divide(relevance, (z_signed - z_abs).mul_(0.5)).mul_(1.0 - alpha)
-        signed, absolute = u + t, u.sub_(t)
+    signed, absolute = alpha_beta_shares(relevance, z_signed, z_abs, alpha)
     out = x * (signed @ weight)
     return out.addcmul_(abs_x, absolute @ abs_w).mul_(0.5)
 
