@@ -97,7 +97,8 @@ void smooth_heatmap(const float* maps, Dims d, int dilate_w, int dilate_h, int g
 // Relevance propagation (docs/method.md, "LRP rules"), element by element over n values of
 // float or double, each in one pass over memory: the same IEEE operations in the same order as
 // the torch code they replace (xfr.kernels.relevance), so the results are equal bit for bit.
-// They use at most `threads` threads (>= 1; the caller's torch threads), not set_num_threads.
+// They use at most `threads` threads (>= 1; the caller's torch threads), not set_num_threads,
+// and start one only for every million values.
 //
 // safe_divide: out = a / den with den = b + 1e-9 (den = 1e-9 where that sum is 0), and 0 where
 // b == 0: the guard of Chefer et al.'s code, which the paper's authors ran.

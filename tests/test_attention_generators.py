@@ -109,6 +109,26 @@ def test_a_batch_gives_the_same_maps_as_one_image_at_a_time(name: str, options: 
 
 
 @pytest.mark.parametrize("name", ["vit-lrp", "nograd-lrp", "grad-rollout"])
+def test_float64_chunks_side_by_side_give_the_maps_of_one_chunk_at_a_time(name: str) -> None:
+    """On the CPU in float64 the chunks of a batch run on as many workers as torch has threads,
+    each with one thread; the maps are those of one chunk at a time, bit for bit, and the
+    caller's thread count is restored."""
+    verifier = _face_vit()
+    images = torch.rand(9, 3, 112, 112, generator=torch.Generator().manual_seed(3)) * 255
+    gen = registry.create("attention", name, batch_size=2)  # 5 chunks
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one_at_a_time = gen(verifier, images)
+        torch.set_num_threads(3)
+        side_by_side = gen(verifier, images)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(side_by_side, one_at_a_time)
+
+
+@pytest.mark.parametrize("name", ["vit-lrp", "nograd-lrp", "grad-rollout"])
 def test_target_choice_changes_the_gradient_and_relevance_maps(name: str) -> None:
     verifier = _face_vit()
     images = _images(2)

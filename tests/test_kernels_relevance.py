@@ -82,8 +82,9 @@ def test_the_guard_rules() -> None:
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_large_inputs_over_threads_equal_the_torch_code(threads: int) -> None:
     g = torch.Generator().manual_seed(threads)
-    a = torch.randn(3, 197, 515, dtype=torch.float64, generator=g)  # blocks + a ragged tail
-    b = torch.randn(3, 197, 515, dtype=torch.float64, generator=g)
+    # 2.1 million values: one part per thread (a thread per million), the last one shorter
+    a = torch.randn(3, 700, 1001, dtype=torch.float64, generator=g)
+    b = torch.randn(3, 700, 1001, dtype=torch.float64, generator=g)
     b[0, :7] = 0
     b[1, :3] = -EPS
     before = torch.get_num_threads()

@@ -14,6 +14,8 @@ import contextlib
 import copy
 import weakref
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import torch
@@ -81,6 +83,18 @@ def float64_twin(verifier: Any) -> Any:
     return twin
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` for the block, restored after (process-wide:
+    torch has no per-thread setting)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class AttentionMapGenerator(ABC):
     """Base of the built-in generators: ``generator(verifier, images, target, reference)``.
 
@@ -120,6 +134,18 @@ class AttentionMapGenerator(ABC):
     ) -> torch.Tensor:
         """CLS-row scores ``(n, rows*cols)`` over the patch tokens of ``images`` (model device)."""
 
+    def _workers(self, verifier: Any, chunks: int) -> int:
+        """Chunks computed at once: on the CPU in float64, one per torch thread, each chunk on
+        one thread (element-wise work on small tensors gains little from a second thread, two
+        chunks side by side about 1.4x; docs/design.md, "Speed"); else one at a time. Float64
+        maps are the same bit for bit whatever the threads (docs/method.md, "Precision")."""
+        if self.precision != "float64" or chunks < 2:
+            return 1
+        param = next(verifier.backbone.parameters(), None)
+        if param is None or param.device.type != "cpu":
+            return 1
+        return min(torch.get_num_threads(), chunks)
+
     def __call__(
         self,
         verifier: Any,
@@ -134,21 +160,30 @@ class AttentionMapGenerator(ABC):
         n = images.shape[0]
         ref = check_reference(target, reference, n)
         grid = tuple(int(g) for g in verifier.grid_size)
-        out: list[torch.Tensor] = []
-        # Runs outside any caller's inference_mode (inference tensors cannot enter autograd;
-        # the float64 copy is made here too, so that its weights are ordinary tensors).
+        starts = range(0, n, self.batch_size)
+
+        def chunk_scores(start: int) -> torch.Tensor:
+            # Runs outside any caller's inference_mode (inference tensors cannot enter autograd;
+            # inference_mode(False) also turns autograd on, as a fresh thread has it)
+            with torch.inference_mode(False):
+                stop = start + self.batch_size
+                chunk = move_to_model(verifier, images[start:stop]).clone()
+                chunk_ref = None
+                if ref is not None:
+                    chunk_ref = ref[start:stop].to(chunk.device).clone()
+                return self.patch_scores(verifier, chunk, target, chunk_ref).detach()
+
+        # the float64 copy is made outside inference_mode too, so its weights are ordinary
         with torch.inference_mode(False):
             if self.precision == "float64":
                 verifier = float64_twin(verifier)
                 backbone = verifier.backbone
-            with patch_embed_in_eval(backbone):
-                for start in range(0, n, self.batch_size):
-                    stop = start + self.batch_size
-                    chunk = move_to_model(verifier, images[start:stop]).clone()
-                    chunk_ref = None
-                    if ref is not None:
-                        chunk_ref = ref[start:stop].to(chunk.device).clone()
-                    scores = self.patch_scores(verifier, chunk, target, chunk_ref)
-                    out.append(scores.detach())
+        workers = self._workers(verifier, len(starts))
+        with patch_embed_in_eval(backbone):
+            if workers > 1:
+                with _torch_threads(1), ThreadPoolExecutor(workers) as pool:
+                    out = list(pool.map(chunk_scores, starts))
+            else:
+                out = [chunk_scores(start) for start in starts]
         scores = torch.cat(out).to(images.device)
         return to_image_maps(scores, (grid[0], grid[1]), (images.shape[-2], images.shape[-1]))
