@@ -123,9 +123,15 @@ def test_float64_chunks_side_by_side_give_the_maps_of_one_chunk_at_a_time(name: 
         torch.set_num_threads(3)
         side_by_side = gen(verifier, images)
         assert torch.get_num_threads() == 3
+        on_all_threads = registry.create("attention", name, batch_size=2, workers=1)(
+            verifier, images)
+        two_workers = registry.create("attention", name, batch_size=4, workers=2)(
+            verifier, images[:3])  # 3 images for 2 workers: chunks of 2 and 1
     finally:
         torch.set_num_threads(before)
     assert torch.equal(side_by_side, one_at_a_time)
+    assert torch.equal(on_all_threads, one_at_a_time)
+    assert torch.equal(two_workers, one_at_a_time[:3])
 
 
 @pytest.mark.parametrize("name", ["vit-lrp", "nograd-lrp", "grad-rollout"])
@@ -219,12 +225,13 @@ def test_the_float64_twin_is_made_once_and_again_when_the_weights_change() -> No
 
 
 def test_an_evaluation_cache_key_leaves_the_batch_size_out() -> None:
-    """A generator's batch size never changes its maps, so xfr evaluate's cache key of a
-    generator configuration does not contain it; every other option does."""
+    """A generator's batch size and workers never change its maps, so xfr evaluate's cache key
+    of a generator configuration does not contain them; every other option does."""
     from xfr.evaluation.runner import generator_configuration
 
     a = generator_configuration(registry.create("attention", "vit-lrp", batch_size=2))
-    b = generator_configuration(registry.create("attention", "vit-lrp", batch_size=16))
+    b = generator_configuration(registry.create("attention", "vit-lrp", batch_size=16,
+                                                workers=3))
     c = generator_configuration(registry.create("attention", "vit-lrp", alpha=1.0))
-    assert a == b and "batch_size" not in a
+    assert a == b and "batch_size" not in a and "workers" not in a
     assert a != c and "alpha=0.5" in a and "precision='float64'" in a

@@ -143,10 +143,16 @@ class CurveSource:
         return next((held[k] for k in self.keys if k in held), None)
 
 
+#: Generator options that change the speed only, never a map: left out of cache keys.
+GENERATOR_SPEED_OPTIONS: frozenset[str] = frozenset({"batch_size", "workers"})
+
+
 def generator_configuration(generator: Any) -> str:
     """An attention generator's configuration for a cache key: its repr without
-    ``batch_size``, which sets the images per model pass (memory), never the maps."""
-    options = ", ".join(f"{k}={v!r}" for k, v in vars(generator).items() if k != "batch_size")
+    ``batch_size`` (images per model pass) and ``workers`` (chunks side by side), which change
+    the speed, never the maps."""
+    options = ", ".join(f"{k}={v!r}" for k, v in vars(generator).items()
+                        if k not in GENERATOR_SPEED_OPTIONS)
     return f"{type(generator).__name__}({options})"
 
 

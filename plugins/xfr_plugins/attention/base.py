@@ -115,6 +115,8 @@ class AttentionMapGenerator(ABC):
         self.batch_size = checked.batch_size
         #: ``"model"`` or ``"float64"`` (:data:`PRECISIONS`).
         self.precision: str = getattr(checked, "precision", "model")
+        #: chunks side by side in float64 on the CPU (0: torch's threads; :meth:`_workers`)
+        self.workers: int = getattr(checked, "workers", 1)
         self.configure(checked)
 
     def configure(self, options: Any) -> None:  # noqa: B027 - optional, not abstract
@@ -134,17 +136,18 @@ class AttentionMapGenerator(ABC):
     ) -> torch.Tensor:
         """CLS-row scores ``(n, rows*cols)`` over the patch tokens of ``images`` (model device)."""
 
-    def _workers(self, verifier: Any, chunks: int) -> int:
-        """Chunks computed at once: on the CPU in float64, one per torch thread, each chunk on
-        one thread (element-wise work on small tensors gains little from a second thread, two
+    def _workers(self, verifier: Any, images: int) -> int:
+        """Chunks computed at once: on the CPU in float64, ``workers`` (0: one per torch
+        thread), each chunk on one thread (element-wise work on small tensors gains little from a second thread, two
         chunks side by side about 1.4x; docs/design.md, "Speed"); else one at a time. Float64
-        maps are the same bit for bit whatever the threads (docs/method.md, "Precision")."""
-        if self.precision != "float64" or chunks < 2:
+        maps are the same bit for bit whatever the threads and the chunk size
+        (docs/method.md, "Precision")."""
+        if self.precision != "float64" or images < 2 or self.workers == 1:
             return 1
         param = next(verifier.backbone.parameters(), None)
         if param is None or param.device.type != "cpu":
             return 1
-        return min(torch.get_num_threads(), chunks)
+        return min(self.workers or torch.get_num_threads(), images)
 
     def __call__(
         self,
@@ -160,25 +163,27 @@ class AttentionMapGenerator(ABC):
         n = images.shape[0]
         ref = check_reference(target, reference, n)
         grid = tuple(int(g) for g in verifier.grid_size)
-        starts = range(0, n, self.batch_size)
+        # the float64 copy is made outside inference_mode, so that its weights are ordinary
+        with torch.inference_mode(False):
+            if self.precision == "float64":
+                verifier = float64_twin(verifier)
+                backbone = verifier.backbone
+        workers = self._workers(verifier, n)
+        # a batch smaller than the workers' chunks is split so that every worker has one
+        size = min(self.batch_size, -(-n // workers))
+        starts = range(0, n, size)
 
         def chunk_scores(start: int) -> torch.Tensor:
             # Runs outside any caller's inference_mode (inference tensors cannot enter autograd;
             # inference_mode(False) also turns autograd on, as a fresh thread has it)
             with torch.inference_mode(False):
-                stop = start + self.batch_size
+                stop = start + size
                 chunk = move_to_model(verifier, images[start:stop]).clone()
                 chunk_ref = None
                 if ref is not None:
                     chunk_ref = ref[start:stop].to(chunk.device).clone()
                 return self.patch_scores(verifier, chunk, target, chunk_ref).detach()
 
-        # the float64 copy is made outside inference_mode too, so its weights are ordinary
-        with torch.inference_mode(False):
-            if self.precision == "float64":
-                verifier = float64_twin(verifier)
-                backbone = verifier.backbone
-        workers = self._workers(verifier, len(starts))
         with patch_embed_in_eval(backbone):
             if workers > 1:
                 with _torch_threads(1), ThreadPoolExecutor(workers) as pool:
