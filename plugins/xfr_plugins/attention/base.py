@@ -138,10 +138,10 @@ class AttentionMapGenerator(ABC):
 
     def _workers(self, verifier: Any, images: int) -> int:
         """Chunks computed at once: on the CPU in float64, ``workers`` (0: one per torch
-        thread), each chunk on one thread (element-wise work on small tensors gains little from a second thread, two
-        chunks side by side about 1.4x; docs/design.md, "Speed"); else one at a time. Float64
-        maps are the same bit for bit whatever the threads and the chunk size
-        (docs/method.md, "Precision")."""
+        thread), each chunk on one thread (element-wise work on small tensors gains little from
+        a second thread, two chunks side by side about 1.4x; docs/design.md, "Speed"); else one
+        at a time. Float64 maps rounded to float32 almost never depend on the threads or the
+        chunk size (docs/method.md, "Precision")."""
         if self.precision != "float64" or images < 2 or self.workers == 1:
             return 1
         param = next(verifier.backbone.parameters(), None)
