@@ -34,6 +34,7 @@ from xfr import registry
 from xfr.kernels.relevance import alpha_beta_shares, safe_divide, use_compiled
 
 PAIRS = 32
+ROUNDS = 5  # alternating rounds of the explainer benchmarks (medians)
 
 
 def _alternating(runs: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
@@ -133,7 +134,7 @@ def test_paper_explainer_per_pair_now_vs_before(benchmark: Any, default_verifier
     med: dict[str, float] = {}
 
     def both() -> None:
-        med.update(_alternating({"before": run_before, "now": lambda: explain(now)}, 3))
+        med.update(_alternating({"before": run_before, "now": lambda: explain(now)}, ROUNDS))
 
     benchmark.group = f"paper explainer, {'one pair at a time' if pairs == 1 else 'batches'}"
     benchmark.pedantic(both, rounds=1, iterations=1)
@@ -143,7 +144,7 @@ def test_paper_explainer_per_pair_now_vs_before(benchmark: Any, default_verifier
                                 now_vs_before=ratio)
     print(f"\npaper explainer ({generator}), {count} pairs "
           f"{'one at a time' if pairs == 1 else 'in one batch'}, {torch.get_num_threads()} "
-          f"threads, medians of 3: before {ms['before']:.0f} ms per pair, now "
+          f"threads, medians of {ROUNDS}: before {ms['before']:.0f} ms per pair, now "
           f"{ms['now']:.0f} ms per pair: {ratio:.2f}x")
 
 
@@ -158,7 +159,7 @@ def test_default_generator_maps_now_vs_before(benchmark: Any, default_verifier: 
 
     def both() -> None:
         med.update(_alternating({"before": lambda: before(default_verifier, faces),
-                                 "now": lambda: now(default_verifier, faces)}, 3))
+                                 "now": lambda: now(default_verifier, faces)}, ROUNDS))
 
     benchmark.group = "grad-rollout maps, 64 faces"
     benchmark.pedantic(both, rounds=1, iterations=1)
@@ -167,5 +168,5 @@ def test_default_generator_maps_now_vs_before(benchmark: Any, default_verifier: 
     benchmark.extra_info.update(before_ms_per_face=ms["before"], now_ms_per_face=ms["now"],
                                 now_vs_before=ratio)
     print(f"\ngrad-rollout maps of {len(faces)} faces, {torch.get_num_threads()} threads, "
-          f"medians of 3: before {ms['before']:.1f} ms per face, now {ms['now']:.1f} ms per "
+          f"medians of {ROUNDS}: before {ms['before']:.1f} ms per face, now {ms['now']:.1f} ms per "
           f"face: {ratio:.2f}x")
