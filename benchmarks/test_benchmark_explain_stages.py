@@ -14,29 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from xfr import registry
 
 STAGES = ("embed", "attention", "otsu", "masked_embed", "select", "smooth")
-
-
-@pytest.fixture(scope="module")
-def faces(default_verifier):
-    g = torch.Generator().manual_seed(0)
-    import skimage.data
-
-    from xfr.api import prepare, to_tensor
-
-    base = to_tensor(prepare([skimage.data.astronaut()]))
-    # 64 distinct faces: the astronaut under shifts and brightness changes (public image,
-    # shipped in scikit-image; no LFW image is needed for timing)
-    out = []
-    for _ in range(64):
-        dx, dy = torch.randint(-4, 5, (2,), generator=g).tolist()
-        scale = 0.8 + 0.4 * torch.rand(1, generator=g).item()
-        out.append((base[0].roll((dy, dx), dims=(1, 2)) * scale).clamp(0, 255))
-    return torch.stack(out)
 
 
 @pytest.mark.parametrize("batch", [1, 32])

@@ -86,24 +86,6 @@ def test_relevance_steps_compiled_vs_torch(benchmark: Any) -> None:
           f"{1e3 * med['compiled']:.2f} ms: {ratio:.1f}x")
 
 
-@pytest.fixture(scope="module")
-def faces() -> torch.Tensor:
-    """64 faces: a public portrait under shifts and brightness changes (as the stage split's
-    benchmark; no LFW image is needed for timing)."""
-    import skimage.data
-
-    from xfr.api import prepare, to_tensor
-
-    g = torch.Generator().manual_seed(0)
-    base = to_tensor(prepare([skimage.data.astronaut()]))
-    out = []
-    for _ in range(2 * PAIRS):
-        dx, dy = torch.randint(-4, 5, (2,), generator=g).tolist()
-        scale = 0.8 + 0.4 * torch.rand(1, generator=g).item()
-        out.append((base[0].roll((dy, dx), dims=(1, 2)) * scale).clamp(0, 255))
-    return torch.stack(out)
-
-
 def _before(generator: str) -> dict[str, Any]:
     """The paper explainer's options that emulate the code before these changes: one chunk at
     a time on all torch threads (the torch steps are :func:`use_compiled`'s ``False``)."""

@@ -73,29 +73,25 @@ xfr::KernelCentre centre_of(const std::string& centre) {
   throw py::value_error("centre must be 'opencv' or 'authors', got '" + centre + "'");
 }
 
-
-// A float32 or float64 array of any shape, C-contiguous and aligned: its element count, and
-// whether it is float64.
-std::size_t values_of(const py::array& a, const char* name, bool* is_double) {
+// Whether `a`, a C-contiguous aligned float32 or float64 array of any shape, is float64.
+bool is_float64(const py::array& a, const char* name) {
   const py::dtype dt = a.dtype();
-  *is_double = dt.is(py::dtype::of<double>());
-  if (!*is_double && !dt.is(py::dtype::of<float>()))
+  const bool is_double = dt.is(py::dtype::of<double>());
+  if (!is_double && !dt.is(py::dtype::of<float>()))
     throw py::value_error(std::string(name) + " must be float32 or float64");
   const int need = py::array::c_style | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
   if ((a.flags() & need) != need)
     throw py::value_error(std::string(name) + " must be C-contiguous and aligned");
-  return static_cast<std::size_t>(a.size());
+  return is_double;
 }
 
 // Arrays of one dtype and shape (the first one's); returns whether it is float64.
 bool same_values(const std::vector<std::pair<const py::array*, const char*>>& arrays) {
-  bool first_double = false;
-  values_of(*arrays[0].first, arrays[0].second, &first_double);
   const py::array& ref = *arrays[0].first;
+  const bool first_double = is_float64(ref, arrays[0].second);
   for (std::size_t i = 1; i < arrays.size(); ++i) {
-    bool is_double = false;
-    values_of(*arrays[i].first, arrays[i].second, &is_double);
     const py::array& a = *arrays[i].first;
+    const bool is_double = is_float64(a, arrays[i].second);
     bool same_shape = a.ndim() == ref.ndim();
     for (py::ssize_t k = 0; same_shape && k < a.ndim(); ++k) same_shape = a.shape(k) == ref.shape(k);
     if (is_double != first_double || !same_shape)

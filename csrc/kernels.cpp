@@ -1002,7 +1002,6 @@ namespace {
 // million values takes about a millisecond; the steps of one LRP chunk (4 faces) stay on the
 // calling thread.
 constexpr std::size_t kValuesPerThread = std::size_t{1} << 20;
-#define XFR_INLINE inline __attribute__((always_inline))
 
 // Written as the torch code is: den = b + eps; den == 0 -> eps; a / den; b == 0 -> 0.
 template <class T>

@@ -226,29 +226,25 @@ def _embed_steps(verifier: Any, images: torch.Tensor, ranks: torch.Tensor, count
     n, pixels = images.shape[0], images.shape[-1] * images.shape[-2]
     as_original, as_blank = _step_kinds(counts, mode, pixels)
     todo = np.flatnonzero(~(as_original | as_blank))
-    out: torch.Tensor | None = None
-
-    def fill(where: np.ndarray | torch.Tensor, emb: torch.Tensor,
-             rows: slice = slice(None)) -> None:
-        nonlocal out
-        if out is None:
-            out = torch.empty((n, len(counts), emb.shape[-1]), dtype=emb.dtype)
-        out[rows, torch.as_tensor(where)] = emb.cpu().to(out.dtype)
-
+    # (rows, steps, embeddings) to write, in the order original, blank, perturbed
+    parts: list[tuple[slice, Any, torch.Tensor]] = []
     if as_original.any():
         assert original is not None
-        fill(as_original, original[:, None])
+        parts.append((slice(None), as_original, original[:, None]))
     if as_blank.any():
         assert blank is not None
-        fill(as_blank, blank)
+        parts.append((slice(None), as_blank, blank))
     if len(todo):
-        steps, where = counts[todo], torch.from_numpy(todo)
+        steps = counts[todo]
         per = max(1, chunk // len(todo))  # pairs per block of perturbed faces
         for s in range(0, n, per):
             block = perturbed(images[s : s + per], ranks[s : s + per], steps, mode)
             emb = _embed(verifier, block.reshape(-1, *images.shape[1:]), chunk)
-            fill(where, emb.reshape(-1, len(todo), emb.shape[-1]), slice(s, s + per))
-    assert out is not None
+            parts.append((slice(s, s + per), todo, emb.reshape(-1, len(todo), emb.shape[-1])))
+    first = parts[0][2]
+    out = torch.empty((n, len(counts), first.shape[-1]), dtype=first.dtype)
+    for rows, where, emb in parts:
+        out[rows, torch.as_tensor(where)] = emb.cpu().to(out.dtype)
     return out
 
 

@@ -49,6 +49,15 @@ START: tuple[str, ...] = get_args(Start)
 PAPER_ALPHA = 0.5
 
 
+def _workers_option() -> int:
+    """``workers`` of the generators that compute in float64 (``grad-rollout``, the LRP ones)."""
+    value: int = option(
+        0, help="on the CPU in float64: chunks computed side by side, each on one torch thread "
+        "(0: as many as torch's threads, which are set to 1 for the call and restored; 1: one "
+        "chunk at a time on all of them); never the result (docs/design.md, \"Speed\")", low=0)
+    return value
+
+
 @dataclass(frozen=True)
 class GeneratorOptions(Options):
     """What every built-in generator takes."""
@@ -94,10 +103,7 @@ class GradRolloutOptions(GeneratorOptions):
         "float64", help="float64: forward and gradients in a float64 copy of the verifier, so "
         "the maps do not depend on the batch or the thread count (docs/method.md, "
         "\"Precision\"); model: the model's dtype")
-    workers: int = option(
-        0, help="on the CPU in float64: chunks computed side by side, each on one torch thread "
-        "(0: as many as torch's threads, which are set to 1 for the call and restored; 1: one "
-        "chunk at a time on all of them); never the result (docs/design.md, \"Speed\")", low=0)
+    workers: int = _workers_option()
 
 
 @dataclass(frozen=True)
@@ -114,10 +120,7 @@ class RelevanceOptions(GeneratorOptions):
     precision: Precision = option(
         "float64", help="float64: compute in a float64 copy of the verifier (relevance cancels "
         "large terms); model: the model's dtype")
-    workers: int = option(
-        0, help="on the CPU in float64: chunks computed side by side, each on one torch thread "
-        "(0: as many as torch's threads, which are set to 1 for the call and restored; 1: one "
-        "chunk at a time on all of them); never the result (docs/design.md, \"Speed\")", low=0)
+    workers: int = _workers_option()
 
 
 @dataclass(frozen=True)
